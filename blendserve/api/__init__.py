@@ -1,0 +1,1 @@
+"""HTTP edge only: app factory, routes, auth, error translation, CLI."""

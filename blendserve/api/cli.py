@@ -1,0 +1,111 @@
+"""`blendserve` command line: serve, migrate, openapi, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from blendserve.config import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        k: v
+        for k, v in {
+            "database_url": getattr(args, "database_url", None),
+            "data_dir": getattr(args, "data_dir", None),
+            "runtime": getattr(args, "runtime", None),
+            "model_path": getattr(args, "model_path", None),
+        }.items()
+        if v is not None
+    }
+    return Settings(**overrides)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from blendserve.api.app import create_app
+    from blendserve.core.wiring import dispatcher_factory
+
+    settings = _settings(args)
+    app = create_app(settings, dispatcher_factory(settings))
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from blendserve.store.migrate import upgrade
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url())
+    print("database at head:", settings.resolved_database_url().split("@")[-1])
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from blendserve.api.app import create_app
+
+    spec = create_app(Settings(dispatcher=False), None, migrate=False).openapi()
+    text = json.dumps(spec, indent=2, sort_keys=True) + "\n"
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from blendserve.core.bench import run_schedule_bench
+
+    return run_schedule_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="blendserve", description="OpenAI-compatible Batch API server")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API server and the dispatcher")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--database-url")
+    serve.add_argument("--data-dir", type=Path)
+    serve.add_argument("--runtime", choices=["local", "simulated", "sglang-http", "sglang-engine", "none"])
+    serve.add_argument("--model-path")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")
+    migrate.add_argument("--database-url")
+    migrate.add_argument("--data-dir", type=Path)
+    migrate.set_defaults(func=cmd_migrate)
+
+    openapi = sub.add_parser("openapi", help="write the app's OpenAPI schema")
+    openapi.add_argument("--out", default="openapi/openapi.json")
+    openapi.set_defaults(func=cmd_openapi)
+
+    bench = sub.add_parser("bench", help="benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    sched = bench_sub.add_parser("schedule", help="BlendServe vs DFS/FCFS/random in the simulator")
+    sched.add_argument("--trace", default="1,2,3,4", help="comma-separated trace numbers 1..4")
+    sched.add_argument("--requests", type=int, default=100_000)
+    sched.add_argument("--gpu", default="h100")
+    sched.add_argument("--model", default="llama-3.1-8b")
+    sched.add_argument("--seed", type=int, default=0)
+    sched.add_argument("--mode", default="both", choices=["sequential", "overlapped", "both"])
+    sched.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

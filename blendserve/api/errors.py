@@ -1,0 +1,78 @@
+"""The ONE place that turns errors into HTTP responses with OpenAI's envelope:
+{"error": {"message", "type", "param", "code"}}. Nothing else builds an error response."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from blendserve.core.errors import BlendServeError
+
+log = logging.getLogger("blendserve.api")
+
+_TYPE_BY_STATUS = {
+    401: "invalid_request_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+}
+
+
+def envelope(
+    status: int,
+    message: str,
+    type_: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict | None = None,
+) -> JSONResponse:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _domain(_: Request, exc: BlendServeError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return envelope(exc.status_code, exc.message, exc.error_type, exc.param, exc.code, headers)
+
+
+def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "form")]
+    param = ".".join(loc) or None
+    if first.get("type") == "missing":
+        message, code = f"Missing required parameter: '{param}'.", "missing_required_parameter"
+    elif first.get("type") == "json_invalid":
+        message, code = "We could not parse the JSON body of your request.", "invalid_json"
+    else:
+        message, code = f"Invalid value for '{param}': {first.get('msg', 'invalid')}.", "invalid_value"
+    return envelope(400, message, "invalid_request_error", param, code)
+
+
+def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+    if exc.status_code == 404 and message == "Not Found":
+        message = "Unknown request URL. Please check the URL and method."
+    return envelope(
+        exc.status_code,
+        message,
+        _TYPE_BY_STATUS.get(exc.status_code, "invalid_request_error"),
+        None,
+        "unknown_url" if exc.status_code in (404, 405) else None,
+    )
+
+
+def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    # Log the trace for operators; the client gets the envelope, never a stack trace.
+    log.exception("unhandled error", exc_info=exc)
+    return envelope(500, "The server had an error while processing your request.", "server_error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(BlendServeError, _domain)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

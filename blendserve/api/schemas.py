@@ -1,0 +1,175 @@
+"""Wire shapes, as in OpenAI's spec (shared/openai-batch-spec.json). Optional fields that are unset are left
+out rather than sent as null: the spec types them as plain integers/strings, and the SDK reads absent as None."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, Field
+
+from blendserve.store.models import Batch, File
+
+
+class FileObject(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    expires_at: int | None = None
+    filename: str
+    purpose: str
+    status: Literal["uploaded", "processed", "error"] = "processed"
+
+
+class FileList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FileObject]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+
+
+class FileDeleted(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool
+
+
+class BatchError(BaseModel):
+    code: str | None = None
+    message: str | None = None
+    param: str | None = None
+    line: int | None = None
+
+
+class BatchErrors(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[BatchError]
+
+
+class RequestCounts(BaseModel):
+    total: int
+    completed: int
+    failed: int
+
+
+class InputTokensDetails(BaseModel):
+    cached_tokens: int
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int
+
+
+class BatchUsage(BaseModel):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails
+    total_tokens: int
+
+
+class BatchObject(BaseModel):
+    id: str
+    object: Literal["batch"] = "batch"
+    endpoint: str
+    model: str | None = None
+    errors: BatchErrors | None = None
+    input_file_id: str
+    completion_window: str
+    status: Literal[
+        "validating", "failed", "in_progress", "finalizing", "completed", "expired", "cancelling", "cancelled"
+    ]
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    created_at: int
+    in_progress_at: int | None = None
+    expires_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    failed_at: int | None = None
+    expired_at: int | None = None
+    cancelling_at: int | None = None
+    cancelled_at: int | None = None
+    request_counts: RequestCounts
+    usage: BatchUsage
+    metadata: dict[str, str] | None = None
+
+
+class BatchList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[BatchObject]
+    first_id: str | None = None
+    last_id: str | None = None
+    has_more: bool
+
+
+class CreateBatchBody(BaseModel):
+    input_file_id: str
+    endpoint: str
+    completion_window: str
+    metadata: dict[str, str] | None = Field(default=None)
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorDetail
+
+
+def file_object(row: File) -> FileObject:
+    return FileObject(
+        id=row.id,
+        bytes=row.bytes,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        filename=row.filename,
+        purpose=row.purpose,
+        status=row.status,
+    )  # type: ignore[arg-type]
+
+
+_TIMESTAMPS = (
+    "in_progress_at",
+    "expires_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+)
+
+
+def batch_object(row: Batch) -> BatchObject:
+    """Counts and usage are the row's: the dispatcher bumps them in the same transaction as each result."""
+    inp, cached, out = row.input_tokens, row.cached_tokens, row.output_tokens
+    errors = BatchErrors(data=[BatchError(**e) for e in orjson.loads(row.errors)]) if row.errors else None
+    return BatchObject(
+        id=row.id,
+        endpoint=row.endpoint,
+        model=row.model,
+        errors=errors,
+        input_file_id=row.input_file_id,
+        completion_window=row.completion_window,
+        status=row.status,  # type: ignore[arg-type]
+        output_file_id=row.output_file_id,
+        error_file_id=row.error_file_id,
+        created_at=row.created_at,
+        **{name: getattr(row, name) for name in _TIMESTAMPS},
+        request_counts=RequestCounts(total=row.total, completed=row.completed, failed=row.failed),
+        usage=BatchUsage(
+            input_tokens=inp,
+            input_tokens_details=InputTokensDetails(cached_tokens=cached),
+            output_tokens=out,
+            output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
+            total_tokens=inp + out,
+        ),
+        metadata=orjson.loads(row.metadata_json) if row.metadata_json else None,
+    )

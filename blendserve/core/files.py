@@ -1,0 +1,116 @@
+"""File uploads: stream to a blob (never whole in memory), enforce limits, record the File row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from blendserve.core import ids
+from blendserve.core.errors import InvalidRequest, NotFound
+from blendserve.store import repositories as repo
+from blendserve.store.blobs import CHUNK, BlobStore
+from blendserve.store.db import Database
+from blendserve.store.models import File
+
+UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+DEFAULT_BATCH_FILE_TTL = 30 * 24 * 3600  # OpenAI: batch files expire after 30 days by default
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int
+    max_lines: int
+
+
+def store_upload(
+    db: Database,
+    blobs: BlobStore,
+    limits: UploadLimits,
+    owner: str,
+    filename: str,
+    purpose: str,
+    stream: BinaryIO,
+    expires_after_s: int | None = None,
+) -> File:
+    _check_purpose(purpose, filename)
+    file_id = ids.file_id()
+    lines = _copy_with_limits(blobs, file_id, stream, limits, count_lines=purpose == "batch")
+    created = ids.now()
+    ttl = expires_after_s if expires_after_s is not None else (DEFAULT_BATCH_FILE_TTL if purpose == "batch" else None)
+    row = File(
+        id=file_id,
+        owner=owner,
+        filename=filename,
+        purpose=purpose,
+        bytes=blobs.path(file_id).stat().st_size,
+        line_count=lines,
+        created_at=created,
+        created_ns=ids.now_ns(),
+        expires_at=created + ttl if ttl else None,
+        status="processed",
+    )
+    try:
+        with db.transaction() as s:
+            s.add(row)
+    except Exception:
+        blobs.delete(file_id)
+        raise
+    return row
+
+
+def _check_purpose(purpose: str, filename: str) -> None:
+    if purpose not in UPLOAD_PURPOSES:
+        raise InvalidRequest(
+            f"Invalid purpose '{purpose}'. Expected one of: {', '.join(UPLOAD_PURPOSES)}.",
+            param="purpose",
+            code="invalid_value",
+        )
+    if purpose == "batch" and not filename.lower().endswith(".jsonl"):
+        raise InvalidRequest(
+            "Invalid file format for Batch API. Must be .jsonl", param="file", code="invalid_file_format"
+        )
+
+
+def _copy_with_limits(blobs: BlobStore, file_id: str, stream: BinaryIO, limits: UploadLimits, count_lines: bool) -> int:
+    """Copy chunk by chunk; abort (and delete the partial blob) the moment a limit is passed."""
+    newlines, last = 0, b"\n"
+    with blobs.open_writer(file_id) as writer:
+        while chunk := stream.read(CHUNK):
+            writer.write(chunk)
+            if writer.size > limits.max_bytes:
+                raise InvalidRequest(
+                    f"File is too large: the limit is {limits.max_bytes} bytes.", param="file", code="file_too_large"
+                )
+            if count_lines:
+                newlines += chunk.count(b"\n")
+                last = chunk[-1:]
+                if newlines > limits.max_lines:
+                    raise InvalidRequest(
+                        f"File has too many lines: the limit is {limits.max_lines}.",
+                        param="file",
+                        code="too_many_lines",
+                    )
+        lines = newlines + (0 if last == b"\n" else 1)
+        if count_lines and lines > limits.max_lines:
+            raise InvalidRequest(
+                f"File has too many lines: the limit is {limits.max_lines}.", param="file", code="too_many_lines"
+            )
+        writer.commit()
+    return lines
+
+
+def get_file(db: Database, owner: str, file_id: str) -> File:
+    with db.transaction() as s:
+        row = repo.get_file(s, owner, file_id)
+    if row is None:
+        raise NotFound(f"No such File object: {file_id}", param="file_id", code="file_not_found")
+    return row
+
+
+def delete_file(db: Database, blobs: BlobStore, owner: str, file_id: str) -> None:
+    with db.transaction() as s:
+        row = repo.get_file(s, owner, file_id)
+        if row is None:
+            raise NotFound(f"No such File object: {file_id}", param="file_id", code="file_not_found")
+        s.delete(row)
+    blobs.delete(file_id)  # after commit: a crash here leaves an orphan blob, never a row without bytes

@@ -1,0 +1,1 @@
+"""Alembic migrations (script location). Applied by blendserve.store.migrate.upgrade()."""

@@ -1,0 +1,1 @@
+"""Persistence only: models, repositories, blob storage, engine/session factory."""

@@ -1,0 +1,147 @@
+"""Queries over File, Batch and BatchRequest. Every function takes the caller's Session (its transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from blendserve.store.models import Batch, BatchRequest, File
+
+
+def _page(session: Session, model, owner: str, limit: int, after: str | None, newest_first: bool, *where):
+    """Keyset pagination on (created_ns, id): stable while rows are added."""
+    stmt = select(model).where(model.owner == owner, *where)
+    if after:
+        anchor = session.get(model, after)
+        if anchor is not None and anchor.owner == owner:
+            if newest_first:
+                stmt = stmt.where(
+                    or_(
+                        model.created_ns < anchor.created_ns,
+                        and_(model.created_ns == anchor.created_ns, model.id < anchor.id),
+                    )
+                )
+            else:
+                stmt = stmt.where(
+                    or_(
+                        model.created_ns > anchor.created_ns,
+                        and_(model.created_ns == anchor.created_ns, model.id > anchor.id),
+                    )
+                )
+    order = (model.created_ns.desc(), model.id.desc()) if newest_first else (model.created_ns, model.id)
+    rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
+
+
+# ---- files -------------------------------------------------------------------------------------
+
+
+def get_file(session: Session, owner: str, file_id: str) -> File | None:
+    row = session.get(File, file_id)
+    return row if row is not None and row.owner == owner else None
+
+
+def list_files(
+    session: Session, owner: str, purpose: str | None, limit: int, order: str, after: str | None
+) -> tuple[list[File], bool]:
+    where = (File.purpose == purpose,) if purpose else ()
+    return _page(session, File, owner, limit, after, order == "desc", *where)
+
+
+# ---- batches -----------------------------------------------------------------------------------
+
+
+def get_batch(session: Session, owner: str, batch_id: str) -> Batch | None:
+    row = session.get(Batch, batch_id)
+    return row if row is not None and row.owner == owner else None
+
+
+def list_batches(session: Session, owner: str, limit: int, after: str | None) -> tuple[list[Batch], bool]:
+    return _page(session, Batch, owner, limit, after, True)
+
+
+def batches_with_status(session: Session, statuses: Sequence[str]) -> list[Batch]:
+    return list(session.scalars(select(Batch).where(Batch.status.in_(statuses)).order_by(Batch.created_ns)))
+
+
+# ---- requests ----------------------------------------------------------------------------------
+
+
+def insert_requests(session: Session, rows: Iterable[dict], chunk: int = 5000) -> int:
+    """Bulk insert of {batch_id, line, custom_id, body}; executemany in chunks keeps memory flat."""
+    total, buf = 0, []
+    for row in rows:
+        buf.append(row)
+        if len(buf) >= chunk:
+            session.execute(insert(BatchRequest), buf)
+            total, buf = total + len(buf), []
+    if buf:
+        session.execute(insert(BatchRequest), buf)
+        total += len(buf)
+    return total
+
+
+def request_status_counts(session: Session, batch_id: str) -> dict[str, int]:
+    stmt = (
+        select(BatchRequest.status, func.count()).where(BatchRequest.batch_id == batch_id).group_by(BatchRequest.status)
+    )
+    return {status: n for status, n in session.execute(stmt)}
+
+
+def iter_requests(
+    session: Session, batch_id: str, statuses: Sequence[str] | None = None, page: int = 2000
+) -> Iterator[BatchRequest]:
+    """Rows of a batch in line order, paged so a 50k-line batch is never all in memory."""
+    last = -1
+    while True:
+        stmt = select(BatchRequest).where(BatchRequest.batch_id == batch_id, BatchRequest.line > last)
+        if statuses is not None:
+            stmt = stmt.where(BatchRequest.status.in_(statuses))
+        rows = list(session.scalars(stmt.order_by(BatchRequest.line).limit(page)))
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].line
+        session.expunge_all()
+
+
+def set_status_where(
+    session: Session,
+    batch_id: str,
+    from_statuses: Sequence[str],
+    to_status: str,
+    error_json: str | None = None,
+    finished_at: float | None = None,
+) -> int:
+    values: dict = {"status": to_status}
+    if error_json is not None:
+        values["error"] = error_json
+    if finished_at is not None:
+        values["finished_at"] = finished_at
+    stmt = (
+        update(BatchRequest)
+        .where(BatchRequest.batch_id == batch_id, BatchRequest.status.in_(from_statuses))
+        .values(**values)
+    )
+    return session.execute(stmt).rowcount or 0
+
+
+def delete_requests(session: Session, batch_id: str) -> None:
+    session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
+
+
+def lock_batch(session: Session, batch_id: str) -> Batch | None:
+    """Row lock on Postgres (SQLite serialises writers anyway) so status moves never interleave."""
+    return session.scalars(select(Batch).where(Batch.id == batch_id).with_for_update()).first()
+
+
+def usage_totals(session: Session, batch_id: str) -> tuple[int, int, int]:
+    stmt = select(
+        func.coalesce(func.sum(BatchRequest.prompt_tokens), 0),
+        func.coalesce(func.sum(BatchRequest.cached_tokens), 0),
+        func.coalesce(func.sum(BatchRequest.completion_tokens), 0),
+    ).where(BatchRequest.batch_id == batch_id)
+    row = session.execute(stmt).one()
+    return int(row[0]), int(row[1]), int(row[2])
