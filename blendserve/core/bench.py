@@ -1,0 +1,68 @@
+"""`blendserve bench schedule`: BlendServe vs DFS / FCFS / random in the simulator, ratios from one run."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from blendserve.core import policies
+from blendserve.core.perf_model import PerfModel
+from blendserve.core.simulator import EngineConfig, SimRequest, SimResult, simulate
+from blendserve.core.workloads import TokenPool, _unique_prompt_tokens, trace
+
+MODES = {"sequential": 0.0, "overlapped": 1.0}
+
+
+def t_opt(requests: list[SimRequest], perf: PerfModel) -> float:
+    """Paper's bound: max((1 - s_o) T_comp, T_mem), s_o = compute share that perfect prefix sharing saves."""
+    prompt = sum(r.prompt_len for r in requests)
+    output = sum(r.output_len for r in requests)
+    t_comp = (prompt + output) * perf.comp_per_token
+    s_o = (prompt - _unique_prompt_tokens(requests)) / (prompt + output)
+    t_mem = sum(perf.mem(r.prompt_len, r.output_len) for r in requests)
+    return max((1 - s_o) * t_comp, t_mem)
+
+
+def run_policy(name: str, requests: list[SimRequest], perf: PerfModel, pool: TokenPool, cfg: EngineConfig,
+               seed: int) -> SimResult:
+    if name == "fcfs":
+        policy = policies.fcfs(requests)
+    elif name == "random":
+        policy = policies.randomized(requests, seed)
+    elif name == "dfs":
+        policy = policies.dfs(requests, perf, pool)
+    else:
+        policy = policies.BlendPolicy(requests, perf, pool, kv_budget=cfg.kv_capacity)
+    return simulate(policy, perf, cfg, len(requests))
+
+
+def run_schedule_bench(args: argparse.Namespace) -> int:
+    perf = PerfModel.preset(args.model, args.gpu)
+    pool = TokenPool(seed=args.seed)
+    modes = list(MODES) if args.mode == "both" else [args.mode]
+    print(f"# {args.model} on {args.gpu}: KV capacity {perf.kv_capacity_tokens} tokens, {args.requests} requests")
+    print("trace mode        policy      thrpt(tok/s)  vs_Topt  vs_DFS  vs_FCFS  hit_ratio  share_vs_DFS  sim_s")
+    summary: dict[str, list[float]] = {}
+    for number in [int(t) for t in args.trace.split(",")]:
+        requests = trace(number, args.requests, perf, args.seed)
+        bound = sum(r.prompt_len + r.output_len for r in requests) / t_opt(requests, perf)
+        for mode in modes:
+            cfg = EngineConfig(kv_capacity=perf.kv_capacity_tokens, overlap=MODES[mode])
+            results = {}
+            for name in ("fcfs", "random", "dfs", "blendserve"):
+                t0 = time.perf_counter()
+                results[name] = (run_policy(name, requests, perf, pool, cfg, args.seed), time.perf_counter() - t0)
+            dfs, fcfs = results["dfs"][0], results["fcfs"][0]
+            for name, (res, wall) in results.items():
+                row = (res.throughput / bound, res.throughput / dfs.throughput, res.throughput / fcfs.throughput,
+                       res.cache_hit_ratio, res.cache_hit_ratio / dfs.cache_hit_ratio if dfs.cache_hit_ratio else 1)
+                print(f"#{number:<4} {mode:<11} {name:<11} {res.throughput:>12.0f}  {row[0]:>7.3f}  {row[1]:>6.3f}"
+                      f"  {row[2]:>7.3f}  {row[3]:>9.3f}  {row[4]:>12.3f}  {wall:>5.1f}")
+                if name == "blendserve":
+                    for key, value in zip(("vs_Topt", "vs_DFS", "vs_FCFS", "share_vs_DFS"),
+                                          (row[0], row[1], row[2], row[4]), strict=True):
+                        summary.setdefault(f"{mode} {key}", []).append(value)
+    print("# BlendServe averages over the traces:")
+    for key, values in summary.items():
+        print(f"#   {key:<24} {sum(values) / len(values):.3f}")
+    return 0

@@ -1,0 +1,76 @@
+"""Orderings fed to the simulator: FCFS (file order), DFS (longest-prefix-match), random, BlendServe. Pure."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+
+from blendserve.core.perf_model import PerfModel
+from blendserve.core.prefix_tree import PrefixTree, TreeRequest
+from blendserve.core.scanner import LEFT, DualScanner, dfs_order
+from blendserve.core.simulator import Engine, ListPolicy, SimRequest
+from blendserve.core.workloads import TokenPool
+
+
+def build_tree(requests: list[SimRequest], perf: PerfModel, pool: TokenPool) -> PrefixTree:
+    tree = PrefixTree(perf)
+    for req in requests:
+        tree.insert(TreeRequest(req.rid, pool.tokens(req), req.max_tokens, payload=req))
+    return tree
+
+
+def fcfs(requests: list[SimRequest]) -> ListPolicy:
+    return ListPolicy(list(requests))
+
+
+def randomized(requests: list[SimRequest], seed: int = 0) -> ListPolicy:
+    order = list(requests)
+    random.Random(seed).shuffle(order)
+    return ListPolicy(order)
+
+
+def dfs(requests: list[SimRequest], perf: PerfModel, pool: TokenPool) -> ListPolicy:
+    return ListPolicy([r.payload for r in dfs_order(build_tree(requests, perf, pool))])
+
+
+class BlendPolicy:
+    """The dual scanner over the global tree, with the in-flight KV budget split between its two sides.
+    Output lengths of finished requests refine the estimates of their subtrees; the order is rebuilt when the
+    number of observations doubles (paper §5.4: learn d from the requests that ran)."""
+
+    def __init__(self, requests: list[SimRequest], perf: PerfModel, pool: TokenPool, kv_budget: float,
+                 refill: int = 64) -> None:
+        self.pool = pool
+        self.tree = build_tree(requests, perf, pool)
+        self.scanner = DualScanner(self.tree)
+        self.kv_budget = kv_budget
+        self.refill = refill
+        self.queue: deque[tuple[TreeRequest, str]] = deque()
+        self.inflight = {LEFT: 0.0, "R": 0.0}
+        self.sent: dict[int, tuple[float, str, TreeRequest]] = {}
+        self.observed = 0
+
+    def peek(self, engine: Engine) -> SimRequest | None:
+        if not self.queue:
+            picked = self.scanner.next_requests(self.kv_budget, self.inflight[LEFT], self.inflight["R"],
+                                                limit=self.refill)
+            for req, side in picked:
+                self.inflight[side] += req.prompt_len + req.d_est
+                self.sent[req.key] = (req.prompt_len + req.d_est, side, req)
+            self.queue.extend(picked)
+        return self.queue[0][0].payload if self.queue else None
+
+    def pop(self) -> SimRequest:
+        return self.queue.popleft()[0].payload
+
+    def requeue(self, req: SimRequest) -> None:
+        cost, side, treq = self.sent[req.rid]
+        self.queue.appendleft((treq, side))
+
+    def on_finish(self, req: SimRequest, engine: Engine) -> None:
+        cost, side, treq = self.sent.pop(req.rid)
+        self.inflight[side] -= cost
+        self.tree.observe(treq.tokens, req.output_len)
+        self.observed += 1
+        if self.observed >= 64 and self.observed & (self.observed - 1) == 0:
+            self.scanner.invalidate()

@@ -1,0 +1,263 @@
+"""Resource-aware radix tree over token-id sequences (BlendServe paper §5.1). Pure, no I/O.
+
+Every node keeps aggregates over its subtree so that any subtree's density is a ratio of sums:
+  n      requests below (a request sits on the node where its prompt ends)
+  tok    prompt tokens of all edges below, each edge once: shared prefixes are computed once
+  d_sum  estimated output tokens of the requests below
+  mem    sum of mem(r) (KV bytes read while decoding, as time)
+  comp   = (tok + d_sum) * 2P/FLOPS              (shared-discounted compute)
+Output-length estimates (§4.3/§5.4): max_tokens until something better is known; then the mean of the
+finished/sampled requests of the same node, else of the parent's subtree (siblings), capped at max_tokens.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterator, Sequence
+
+from blendserve.core.perf_model import PerfModel
+
+MIN_SAMPLES = 1  # observations a subtree needs before its mean replaces max_tokens
+FALLBACK_LEVELS = 2  # own node, then the parent's subtree (siblings); never the whole tree
+
+
+class TreeRequest:
+    """A request as the scheduler sees it. `key` is the caller's id; `payload` rides along untouched."""
+
+    __slots__ = ("key", "tokens", "max_tokens", "d_est", "mem", "node", "payload")
+
+    def __init__(self, key: object, tokens: Sequence[int], max_tokens: int, payload: object = None) -> None:
+        self.key = key
+        self.tokens = tokens if isinstance(tokens, array) else array("i", tokens)
+        self.max_tokens = max(1, int(max_tokens))
+        self.d_est = float(self.max_tokens)
+        self.mem = 0.0
+        self.node: Node | None = None
+        self.payload = payload
+
+    @property
+    def prompt_len(self) -> int:
+        return len(self.tokens)
+
+
+class Node:
+    __slots__ = ("key", "children", "parent", "requests", "n", "tok", "d_sum", "mem", "obs_n", "obs_sum")
+
+    def __init__(self, key: array, parent: Node | None) -> None:
+        self.key = key
+        self.children: dict[int, Node] = {}
+        self.parent = parent
+        self.requests: list[TreeRequest] = []
+        self.n = 0
+        self.tok = 0
+        self.d_sum = 0.0
+        self.mem = 0.0
+        self.obs_n = 0
+        self.obs_sum = 0.0
+
+    def comp_tokens(self) -> float:
+        return self.tok + self.d_sum
+
+    def depth_tokens(self) -> int:
+        total, node = 0, self
+        while node is not None:
+            total += len(node.key)
+            node = node.parent
+        return total
+
+
+def _common_prefix(edge: array, tokens: array, start: int) -> int:
+    """Length of the common prefix of edge and tokens[start:], by slice compares (C speed) and bisection."""
+    hi = min(len(edge), len(tokens) - start)
+    if edge[:hi] == tokens[start:start + hi]:
+        return hi
+    lo = 1  # the first token matched (children are keyed by it)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if edge[:mid] == tokens[start:start + mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class PrefixTree:
+    def __init__(self, perf: PerfModel) -> None:
+        self.perf = perf
+        self.root = Node(array("i"), None)
+        # Bumped on insert only: a scanner rebuilds its order when requests arrive; removals (dispatch,
+        # cancel) need no rebuild because a removed request has node None and is skipped where it stands.
+        self.inserts = 0
+
+    def __len__(self) -> int:
+        return self.root.n
+
+    # ---- insert / remove --------------------------------------------------------------------------
+
+    def insert(self, req: TreeRequest) -> None:
+        if req.node is not None:
+            raise ValueError(f"request {req.key!r} is already in the tree")
+        node, pos, tokens, added = self.root, 0, req.tokens, 0
+        while pos < len(tokens):
+            child = node.children.get(tokens[pos])
+            if child is None:
+                leaf = Node(tokens[pos:], node)
+                node.children[tokens[pos]] = leaf
+                node, added, pos = leaf, len(tokens) - pos, len(tokens)
+                break
+            common = _common_prefix(child.key, tokens, pos)
+            if common < len(child.key):
+                child = self._split(child, common)
+            node, pos = child, pos + common
+        self._estimate(req, node)
+        node.requests.append(req)
+        req.node = node
+        self._add_up(node, 1, added, req.d_est, req.mem)
+        self.inserts += 1
+
+    def _split(self, child: Node, at: int) -> Node:
+        """child(key=K) -> mid(key=K[:at]) -> child(key=K[at:]); mid carries child's aggregates."""
+        parent = child.parent
+        assert parent is not None
+        mid = Node(child.key[:at], parent)
+        parent.children[mid.key[0]] = mid
+        child.key = child.key[at:]
+        child.parent = mid
+        mid.children[child.key[0]] = child
+        mid.n, mid.tok, mid.d_sum, mid.mem = child.n, child.tok, child.d_sum, child.mem
+        mid.obs_n, mid.obs_sum = child.obs_n, child.obs_sum
+        child.tok -= at
+        return mid
+
+    def remove(self, req: TreeRequest) -> None:
+        node = req.node
+        if node is None:
+            raise ValueError(f"request {req.key!r} is not in the tree")
+        node.requests.remove(req)
+        req.node = None
+        self._add_up(node, -1, 0, -req.d_est, -req.mem)
+        self._prune(node)
+
+    def _prune(self, node: Node) -> None:
+        """Drop empty leaves and merge a request-less node into its only child (path compression)."""
+        while node is not self.root and node.n == 0:
+            parent = node.parent
+            assert parent is not None
+            del parent.children[node.key[0]]
+            self._sub_tok(parent, len(node.key))
+            node = parent
+        if node is not self.root and not node.requests and len(node.children) == 1:
+            (only,) = node.children.values()
+            only.key = node.key + only.key
+            only.tok += len(node.key)
+            only.parent = node.parent
+            if node.obs_n > only.obs_n:  # the merged node's samples cover the child's subtree
+                only.obs_n, only.obs_sum = node.obs_n, node.obs_sum
+            node.parent.children[only.key[0]] = only
+
+    def _sub_tok(self, node: Node | None, amount: int) -> None:
+        while node is not None:
+            node.tok -= amount
+            node = node.parent
+
+    def _add_up(self, node: Node | None, n: int, tok: int, d: float, mem: float) -> None:
+        while node is not None:
+            node.n += n
+            node.tok += tok
+            node.d_sum += d
+            node.mem += mem
+            node = node.parent
+
+    # ---- output-length estimates ------------------------------------------------------------------
+
+    def _estimate(self, req: TreeRequest, node: Node) -> None:
+        d = float(req.max_tokens)
+        probe: Node | None = node
+        for _ in range(FALLBACK_LEVELS):
+            if probe is None or probe is self.root:
+                break
+            if probe.obs_n >= MIN_SAMPLES:
+                d = min(d, probe.obs_sum / probe.obs_n)
+                break
+            probe = probe.parent
+        req.d_est = max(1.0, d)
+        req.mem = self.perf.mem(req.prompt_len, req.d_est)
+
+    def observe(self, tokens: Sequence[int], output_tokens: int) -> None:
+        """A request with this prompt finished (or a sample came back) with `output_tokens`: record it on the
+        deepest node of its path and the parent, and re-estimate the pending requests of a subtree whose sample
+        count reached a power of two (amortised O(n log n)). Works whether or not the request is still here."""
+        probe: Node | None = self._locate(tokens if isinstance(tokens, array) else array("i", tokens))
+        refresh: list[Node] = []
+        for _ in range(FALLBACK_LEVELS):
+            if probe is None or probe is self.root:
+                break
+            probe.obs_n += 1
+            probe.obs_sum += output_tokens
+            if probe.obs_n & (probe.obs_n - 1) == 0:
+                refresh.append(probe)
+            probe = probe.parent
+        for sub in refresh:
+            self.reestimate(sub)
+
+    def _locate(self, tokens: array) -> Node:
+        node, pos = self.root, 0
+        while pos < len(tokens):
+            child = node.children.get(tokens[pos])
+            if child is None:
+                return node
+            common = _common_prefix(child.key, tokens, pos)
+            if common < len(child.key):
+                return child if common == len(tokens) - pos else node
+            node, pos = child, pos + common
+        return node
+
+    def reestimate(self, node: Node) -> None:
+        for req in list(self.iter_subtree(node)):
+            old_d, old_mem = req.d_est, req.mem
+            self._estimate(req, req.node)  # type: ignore[arg-type]
+            if req.d_est != old_d:
+                self._add_up(req.node, 0, 0, req.d_est - old_d, req.mem - old_mem)
+
+    # ---- reading ----------------------------------------------------------------------------------
+
+    def comp(self, node: Node) -> float:
+        return node.comp_tokens() * self.perf.comp_per_token
+
+    def rho(self, node: Node) -> float:
+        return self.comp(node) / node.mem if node.mem > 0 else float("inf")
+
+    def iter_subtree(self, node: Node) -> Iterator[TreeRequest]:
+        stack = [node]
+        while stack:
+            cur = stack.pop()
+            yield from cur.requests
+            stack.extend(cur.children.values())
+
+    def sharing_saved_tokens(self) -> int:
+        """Prompt tokens that need no prefill when every shared prefix is computed once."""
+        total = sum(len(r.tokens) for r in self.iter_subtree(self.root))
+        return total - self.root.tok
+
+    def check_integrity(self) -> None:
+        """Recompute every aggregate from scratch and compare; check radix invariants. Raises AssertionError."""
+        self._check(self.root)
+
+    def _check(self, node: Node) -> tuple[int, int, float, float]:
+        n, tok, d, mem = len(node.requests), len(node.key), 0.0, 0.0
+        for req in node.requests:
+            assert req.node is node, "request points at another node"
+            d += req.d_est
+            mem += req.mem
+        for first, child in node.children.items():
+            assert child.parent is node, "child's parent link is wrong"
+            assert len(child.key) > 0 and child.key[0] == first, "child keyed by a token it does not start with"
+            cn, ct, cd, cm = self._check(child)
+            n, tok, d, mem = n + cn, tok + ct, d + cd, mem + cm
+        if node is not self.root:
+            assert n > 0, "empty node left in the tree"
+            assert node.requests or len(node.children) != 1, "uncompressed chain node"
+        assert node.n == n and node.tok == tok, f"count/token aggregate drift at node ({node.n},{node.tok})"
+        assert abs(node.d_sum - d) <= 1e-6 * max(1.0, d), "d_sum drift"
+        assert abs(node.mem - mem) <= 1e-6 * max(1e-12, mem), "mem drift"
+        return n, tok, d, mem

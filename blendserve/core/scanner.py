@@ -1,0 +1,205 @@
+"""Layer-wise sort, conditional split and the dual scanner (BlendServe paper §5, Alg. 1-3). Pure.
+
+blend_order() lays the pending requests out depth-first with every node's children sorted by density rho,
+compute-heavy on the left; a few mixed nodes are split in two (their prefix is then prefilled twice) when that
+moves memory-heavy work to the right, within a recompute budget that keeps >= 99% of prefix sharing.
+DualScanner walks that order from both ends at once and splits the in-flight KV budget between the two
+cursors so that the running blend has the remaining tree's density (Alg. 3).
+
+Where the paper is silent:
+- split fraction outside [0, 1] (both windows denser, or both sparser, than the root): clipped, so all of the
+  budget goes to the side nearer the root's rho; windows of equal rho split the budget evenly;
+- rho_root < 1 or above every subtree: same rule, the target is always the REMAINING tree's rho;
+- cursors meeting: the order is exhausted; both sides draw from what is left between them;
+- the tree changing under the cursors: removed requests (dispatched elsewhere, cancelled) are skipped where they
+  stand; new requests make the next call rebuild the order from the pending tree and restart both cursors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from blendserve.core.prefix_tree import Node, PrefixTree, TreeRequest
+
+LEFT, RIGHT = "L", "R"
+
+
+@dataclass
+class SplitPlan:
+    nodes: set[int] = field(default_factory=set)  # id(node) of split nodes
+    recompute_tokens: int = 0
+    budget_tokens: float = 0.0
+
+
+def _req_comp_tokens(req: TreeRequest) -> float:
+    node = req.node
+    unique = len(node.key) / node.n if node is not None and node.n else 0.0
+    return unique + req.d_est
+
+
+def plan_splits(tree: PrefixTree, budget_fraction: float = 0.01) -> SplitPlan:
+    """Greedy conditional split: nodes whose children straddle the root's rho, best benefit per recomputed
+    token first, while recomputed prefix tokens stay within budget_fraction of the tokens sharing saves."""
+    plan = SplitPlan(budget_tokens=budget_fraction * tree.sharing_saved_tokens())
+    if plan.budget_tokens <= 0 or tree.root.mem <= 0:
+        return plan
+    target = tree.rho(tree.root)
+    candidates = []
+    stack = list(tree.root.children.values())
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children.values())
+        if len(node.children) < 2:
+            continue
+        hi = [c for c in node.children.values() if tree.rho(c) >= target]
+        lo = [c for c in node.children.values() if tree.rho(c) < target]
+        if not hi or not lo:
+            continue
+        moved = min(sum(c.mem for c in hi), sum(c.mem for c in lo))
+        cost = node.depth_tokens()
+        candidates.append((moved / max(1, cost), cost, node))
+    for _, cost, node in sorted(candidates, key=lambda c: -c[0]):
+        if plan.recompute_tokens + cost > plan.budget_tokens:
+            continue
+        plan.nodes.add(id(node))
+        plan.recompute_tokens += cost
+    return plan
+
+
+def blend_order(tree: PrefixTree, plan: SplitPlan | None = None) -> list[TreeRequest]:
+    """Depth-first, children sorted by rho descending; split nodes contribute two items to their parent."""
+    plan = plan or SplitPlan()
+    target = tree.rho(tree.root) if tree.root.mem > 0 else 1.0
+    out: list[TreeRequest] = []
+    _emit(tree, tree.root, None, plan, target, out)
+    return out
+
+
+def _items(tree: PrefixTree, node: Node, only: list[Node] | None, own: list[TreeRequest], plan: SplitPlan,
+           target: float) -> list[tuple[float, object]]:
+    items: list[tuple[float, object]] = []
+    for req in own:
+        items.append((tree.perf.comp_per_token * _req_comp_tokens(req) / req.mem if req.mem else float("inf"), req))
+    for child in only if only is not None else node.children.values():
+        if id(child) in plan.nodes:
+            hi = [c for c in child.children.values() if tree.rho(c) >= target]
+            lo = [c for c in child.children.values() if tree.rho(c) < target]
+            items.append((_group_rho(tree, hi), (child, hi, True)))
+            items.append((_group_rho(tree, lo), (child, lo, False)))
+        else:
+            items.append((tree.rho(child), (child, None, True)))
+    items.sort(key=lambda it: -it[0])
+    return items
+
+
+def _group_rho(tree: PrefixTree, nodes: list[Node]) -> float:
+    mem = sum(n.mem for n in nodes)
+    comp = sum(n.comp_tokens() for n in nodes) * tree.perf.comp_per_token
+    return comp / mem if mem > 0 else float("inf")
+
+
+def _emit(tree: PrefixTree, node: Node, only: list[Node] | None, plan: SplitPlan, target: float,
+          out: list[TreeRequest], own: bool = True) -> None:
+    for _, item in _items(tree, node, only, node.requests if own else [], plan, target):
+        if isinstance(item, TreeRequest):
+            out.append(item)
+        else:
+            child, group, carries_own = item  # type: ignore[misc]
+            _emit(tree, child, group, plan, target, out, own=carries_own)
+
+
+def dfs_order(tree: PrefixTree) -> list[TreeRequest]:
+    """Plain depth-first order (children by token id): what longest-prefix-match scheduling converges to."""
+    out: list[TreeRequest] = []
+    stack = [tree.root]
+    while stack:
+        node = stack.pop()
+        out.extend(node.requests)
+        stack.extend(node.children[k] for k in sorted(node.children, reverse=True))
+    return out
+
+
+def split_fraction(rho_left: float, rho_right: float, rho_target: float) -> float:
+    """Share x of the KV budget for the left cursor so x*rho_L + (1-x)*rho_R = rho_target, clipped to [0,1]."""
+    if rho_left - rho_right <= 1e-12 * max(1.0, abs(rho_left)):
+        if abs(rho_left - rho_right) <= 1e-12 * max(1.0, abs(rho_left)):
+            return 0.5
+        return 1.0 if rho_target >= rho_left else 0.0  # inverted windows: favour the denser one when short
+    return min(1.0, max(0.0, (rho_target - rho_right) / (rho_left - rho_right)))
+
+
+class DualScanner:
+    """Two cursors over blend_order(): left takes compute-heavy work, right memory-heavy, each in DFS order."""
+
+    def __init__(self, tree: PrefixTree, window: int = 32, split_budget: float = 0.01) -> None:
+        self.tree = tree
+        self.window = window
+        self.split_budget = split_budget
+        self._built_at = -1
+        self.order: list[TreeRequest] = []
+        self.lo = 0
+        self.hi = -1
+        self.last_split = 0.5
+        self.plan = SplitPlan()
+
+    def rebuild(self) -> None:
+        self.plan = plan_splits(self.tree, self.split_budget)
+        self.order = blend_order(self.tree, self.plan)
+        self.lo, self.hi = 0, len(self.order) - 1
+        self._built_at = self.tree.inserts
+
+    def invalidate(self) -> None:
+        """Estimates changed (observations came in): lay the pending requests out again on the next call."""
+        self._built_at = -1
+
+    def remaining(self) -> int:
+        return max(0, self.hi - self.lo + 1)
+
+    def _skip_removed(self) -> None:
+        while self.lo <= self.hi and self.order[self.lo].node is None:
+            self.lo += 1
+        while self.hi >= self.lo and self.order[self.hi].node is None:
+            self.hi -= 1
+
+    def _window_rho(self, side: str) -> float:
+        comp = mem = 0.0
+        idx, step, seen = (self.lo, 1, 0) if side == LEFT else (self.hi, -1, 0)
+        while seen < self.window and self.lo <= idx <= self.hi:
+            req = self.order[idx]
+            if req.node is not None:
+                comp += _req_comp_tokens(req)
+                mem += req.mem
+                seen += 1
+            idx += step
+        return comp * self.tree.perf.comp_per_token / mem if mem > 0 else float("inf")
+
+    def next_requests(self, kv_budget: float, inflight_left: float, inflight_right: float,
+                      limit: int = 1 << 30) -> list[tuple[TreeRequest, str]]:
+        """Requests to admit now, with their side. Footprint of a request = prompt + estimated output tokens;
+        `inflight_*` are the caller's current sums of those footprints per side. Taken requests are removed
+        from the tree (they are no longer pending)."""
+        if self._built_at != self.tree.inserts:
+            self.rebuild()
+        self._skip_removed()
+        if self.lo > self.hi:
+            return []
+        rho_root = self.tree.rho(self.tree.root) if self.tree.root.mem > 0 else 1.0
+        x = split_fraction(self._window_rho(LEFT), self._window_rho(RIGHT), rho_root)
+        self.last_split = x
+        budgets = {LEFT: x * kv_budget - inflight_left, RIGHT: (1 - x) * kv_budget - inflight_right}
+        picked: list[tuple[TreeRequest, str]] = []
+        for side in (LEFT, RIGHT) if x >= 0.5 else (RIGHT, LEFT):
+            while len(picked) < limit and self.lo <= self.hi:
+                req = self.order[self.lo] if side == LEFT else self.order[self.hi]
+                cost = req.prompt_len + req.d_est
+                if cost > budgets[side] and not (not picked and inflight_left + inflight_right == 0):
+                    break  # (an idle runtime always gets at least one request, however large)
+                budgets[side] -= cost
+                if side == LEFT:
+                    self.lo += 1
+                else:
+                    self.hi -= 1
+                self.tree.remove(req)
+                picked.append((req, side))
+                self._skip_removed()
+        return picked
