@@ -65,6 +65,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_schedule_bench(args)
 
 
+def cmd_bench_tree(args: argparse.Namespace) -> int:
+    from blendserve.core.bench import run_tree_bench
+
+    return run_tree_bench(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="blendserve", description="OpenAI-compatible Batch API server")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--seed", type=int, default=0)
     sched.add_argument("--mode", default="both", choices=["sequential", "overlapped", "both"])
     sched.set_defaults(func=cmd_bench)
+    tree = bench_sub.add_parser("tree", help="scheduler cost at scale (build, sort, memory, per-admit cost)")
+    tree.add_argument("--requests", type=int, default=1_000_000)
+    tree.add_argument("--trace-number", type=int, default=1)
+    tree.add_argument("--gpu", default="h100")
+    tree.add_argument("--model", default="llama-3.1-8b")
+    tree.add_argument("--seed", type=int, default=0)
+    tree.set_defaults(func=cmd_bench_tree)
     return parser
 
 

@@ -55,8 +55,8 @@ class BlendPolicy:
             picked = self.scanner.next_requests(self.kv_budget, self.inflight[LEFT], self.inflight["R"],
                                                 limit=self.refill)
             for req, side in picked:
-                self.inflight[side] += req.prompt_len + req.d_est
-                self.sent[req.key] = (req.prompt_len + req.d_est, side, req)
+                self.inflight[side] += req.footprint
+                self.sent[req.key] = (req.footprint, side, req)
             self.queue.extend(picked)
         return self.queue[0][0].payload if self.queue else None
 

@@ -24,7 +24,7 @@ FALLBACK_LEVELS = 2  # own node, then the parent's subtree (siblings); never the
 class TreeRequest:
     """A request as the scheduler sees it. `key` is the caller's id; `payload` rides along untouched."""
 
-    __slots__ = ("key", "tokens", "max_tokens", "d_est", "mem", "node", "payload")
+    __slots__ = ("key", "tokens", "max_tokens", "d_est", "mem", "node", "payload", "footprint")
 
     def __init__(self, key: object, tokens: Sequence[int], max_tokens: int, payload: object = None) -> None:
         self.key = key
@@ -34,6 +34,7 @@ class TreeRequest:
         self.mem = 0.0
         self.node: Node | None = None
         self.payload = payload
+        self.footprint = 0.0  # KV tokens the scanner charged its side when it was taken
 
     @property
     def prompt_len(self) -> int:
@@ -259,5 +260,5 @@ class PrefixTree:
             assert node.requests or len(node.children) != 1, "uncompressed chain node"
         assert node.n == n and node.tok == tok, f"count/token aggregate drift at node ({node.n},{node.tok})"
         assert abs(node.d_sum - d) <= 1e-6 * max(1.0, d), "d_sum drift"
-        assert abs(node.mem - mem) <= 1e-6 * max(1e-12, mem), "mem drift"
+        assert abs(node.mem - mem) <= 1e-6 * mem + 1e-12, "mem drift"  # float sums: relative + tiny slack
         return n, tok, d, mem

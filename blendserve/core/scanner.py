@@ -120,11 +120,11 @@ def dfs_order(tree: PrefixTree) -> list[TreeRequest]:
 
 
 def split_fraction(rho_left: float, rho_right: float, rho_target: float) -> float:
-    """Share x of the KV budget for the left cursor so x*rho_L + (1-x)*rho_R = rho_target, clipped to [0,1]."""
-    if rho_left - rho_right <= 1e-12 * max(1.0, abs(rho_left)):
-        if abs(rho_left - rho_right) <= 1e-12 * max(1.0, abs(rho_left)):
-            return 0.5
-        return 1.0 if rho_target >= rho_left else 0.0  # inverted windows: favour the denser one when short
+    """Share x of the KV budget for the left cursor so x*rho_L + (1-x)*rho_R = rho_target, clipped to [0,1]
+    (so all of it goes to the side nearer the target when the target lies outside both windows; this also
+    covers inverted windows after the tree changed). Windows of (nearly) equal rho split evenly."""
+    if abs(rho_left - rho_right) <= 1e-9 * max(1.0, abs(rho_left), abs(rho_right)):
+        return 0.5
     return min(1.0, max(0.0, (rho_target - rho_right) / (rho_left - rho_right)))
 
 
@@ -175,9 +175,9 @@ class DualScanner:
 
     def next_requests(self, kv_budget: float, inflight_left: float, inflight_right: float,
                       limit: int = 1 << 30) -> list[tuple[TreeRequest, str]]:
-        """Requests to admit now, with their side. Footprint of a request = prompt + estimated output tokens;
-        `inflight_*` are the caller's current sums of those footprints per side. Taken requests are removed
-        from the tree (they are no longer pending)."""
+        """Requests to admit now, with their side. A request's KV footprint is footprint(req) (its average KV
+        over its life); `inflight_*` are the caller's sums of footprints per side. The two sides are drawn in
+        proportion to their remaining budgets, so one call interleaves them. Taken requests leave the tree."""
         if self._built_at != self.tree.inserts:
             self.rebuild()
         self._skip_removed()
@@ -186,20 +186,29 @@ class DualScanner:
         rho_root = self.tree.rho(self.tree.root) if self.tree.root.mem > 0 else 1.0
         x = split_fraction(self._window_rho(LEFT), self._window_rho(RIGHT), rho_root)
         self.last_split = x
-        budgets = {LEFT: x * kv_budget - inflight_left, RIGHT: (1 - x) * kv_budget - inflight_right}
+        left, right = x * kv_budget - inflight_left, (1 - x) * kv_budget - inflight_right
         picked: list[tuple[TreeRequest, str]] = []
-        for side in (LEFT, RIGHT) if x >= 0.5 else (RIGHT, LEFT):
-            while len(picked) < limit and self.lo <= self.hi:
-                req = self.order[self.lo] if side == LEFT else self.order[self.hi]
-                cost = req.prompt_len + req.d_est
-                if cost > budgets[side] and not (not picked and inflight_left + inflight_right == 0):
-                    break  # (an idle runtime always gets at least one request, however large)
-                budgets[side] -= cost
-                if side == LEFT:
-                    self.lo += 1
-                else:
-                    self.hi -= 1
-                self.tree.remove(req)
-                picked.append((req, side))
-                self._skip_removed()
+        idle = inflight_left + inflight_right == 0
+        while len(picked) < limit and self.lo <= self.hi:
+            side = LEFT if left >= right else RIGHT
+            req = self.order[self.lo] if side == LEFT else self.order[self.hi]
+            cost = footprint(req)
+            req.footprint = cost
+            if cost > max(left, right) and not (idle and not picked):
+                break  # (an idle runtime always gets at least one request, however large)
+            if side == LEFT:
+                self.lo += 1
+                left -= cost
+            else:
+                self.hi -= 1
+                right -= cost
+            self.tree.remove(req)
+            picked.append((req, side))
+            self._skip_removed()
         return picked
+
+
+def footprint(req: TreeRequest) -> float:
+    """Average KV tokens a request adds over its life: the prompt tokens it does not share with its subtree
+    (shared prefixes sit in the radix cache once) plus half its estimated output. Call before removal."""
+    return _req_comp_tokens(req) - req.d_est / 2

@@ -72,8 +72,12 @@ class EngineConfig:
     kv_capacity: int
     chunk: int = 8192
     max_running: int = 1024
-    reserve_ratio: float = 0.5
+    reserve_ratio: float = 0.15  # SGLang's new_token_ratio decays toward ~0.1; retraction covers misses
     overlap: float = 0.0  # 0 = sequential operators (SGLang), 1 = overlapped (NanoFlow-style)
+    # Overlapped engines size each step's prefill so its compute covers the step's memory time (NanoFlow's
+    # batch shaping); stock SGLang takes a fixed chunk. None = decide by overlap (> 0.5 -> balanced).
+    balanced_chunk: bool | None = None
+    min_chunk: int = 512
 
 
 @dataclass
@@ -237,12 +241,23 @@ class Engine:
         if self.finish_heap:
             s = min(s, self.finish_heap[0][0] - self.step)
         if self.prefill:
-            t_p = min(self.cfg.chunk, self.prefill_total)
-            s = min(s, math.ceil(self.prefill[0][1] / t_p))
+            s = min(s, math.ceil(self.prefill[0][1] / self._prefill_tokens()))
         if self.running:
             room = self.cfg.kv_capacity - self.referenced - self.generated()
             s = min(s, max(0, room // self.n_decode))
         return s
+
+    def _prefill_tokens(self) -> int:
+        if not self.prefill:
+            return 0
+        balanced = self.cfg.balanced_chunk if self.cfg.balanced_chunk is not None else self.cfg.overlap > 0.5
+        chunk = self.cfg.chunk
+        if balanced:
+            perf = self.perf
+            memory = perf.weight_read_time + perf.mem_per_token_read * (self.sum_prompt + self.generated())
+            fill = int(memory / perf.comp_per_token) - self.n_decode
+            chunk = min(chunk, max(self.cfg.min_chunk, fill))
+        return min(chunk, self.prefill_total)
 
     def advance(self) -> None:
         s = self._segment_steps()
@@ -250,7 +265,7 @@ class Engine:
             self._retract_newest()
             return
         n = self.n_decode
-        t_p = min(self.cfg.chunk, self.prefill_total) if self.prefill else 0
+        t_p = self._prefill_tokens()
         attn = self.prefill[0][0].attn_per_token * t_p if self.prefill else 0.0
         perf, a = self.perf, self.cfg.overlap
         dense_c = perf.comp_per_token * (t_p + n)
