@@ -1,0 +1,112 @@
+"""The dispatcher's reads and writes. Each result is its own short transaction; a result lands only while its
+row is still in_flight, so a late answer after cancel/expiry/recovery can never write a line twice."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from blendserve.store.db import Database
+from blendserve.store.models import Batch, BatchRequest, Lease
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    id: int
+    batch_id: str
+    body: str
+    endpoint: str
+    model: str | None
+    attempts: int
+
+
+def acquire_lease(db: Database, name: str, holder: str, seconds: float) -> bool:
+    """Take or renew the named lease; True when `holder` holds it until now + seconds."""
+    now = time.time()
+    try:
+        with db.transaction() as s:
+            lease = s.scalars(select(Lease).where(Lease.name == name).with_for_update()).first()
+            if lease is None:
+                s.add(Lease(name=name, holder=holder, expires_at=now + seconds))
+                return True
+            if lease.holder != holder and lease.expires_at > now:
+                return False
+            lease.holder, lease.expires_at = holder, now + seconds
+            return True
+    except IntegrityError:  # another process inserted the row first
+        return False
+
+
+def release_lease(db: Database, name: str, holder: str) -> None:
+    with db.transaction() as s:
+        lease = s.get(Lease, name)
+        if lease is not None and lease.holder == holder:
+            lease.expires_at = 0.0
+
+
+def requeue_in_flight(db: Database) -> int:
+    """After taking over from a dead dispatcher: whatever it left in flight runs again (finished rows stay)."""
+    with db.transaction() as s:
+        result = s.execute(update(BatchRequest).where(BatchRequest.status == "in_flight").values(status="pending"))
+        return result.rowcount or 0
+
+
+def load_pending(db: Database, after_id: int, limit: int) -> list[PendingRow]:
+    stmt = (select(BatchRequest.id, BatchRequest.batch_id, BatchRequest.body, Batch.endpoint, Batch.model,
+                   BatchRequest.attempts)
+            .join(Batch, Batch.id == BatchRequest.batch_id)
+            .where(BatchRequest.status == "pending", BatchRequest.id > after_id, Batch.status == "in_progress")
+            .order_by(BatchRequest.id).limit(limit))
+    with db.transaction() as s:
+        return [PendingRow(*row) for row in s.execute(stmt)]
+
+
+def mark_in_flight(db: Database, ids: list[int]) -> set[int]:
+    """pending -> in_flight (attempts + 1) for ids still pending; returns those that moved."""
+    if not ids:
+        return set()
+    with db.transaction() as s:
+        moved = set(s.scalars(select(BatchRequest.id).where(BatchRequest.id.in_(ids),
+                                                            BatchRequest.status == "pending")))
+        if moved:
+            s.execute(update(BatchRequest).where(BatchRequest.id.in_(moved))
+                      .values(status="in_flight", attempts=BatchRequest.attempts + 1))
+    return moved
+
+
+def record_result(db: Database, row_id: int, batch_id: str, *, ok: bool, response_json: str | None,
+                  status_code: int | None, error_json: str | None, request_id: str, prompt_tokens: int = 0,
+                  cached_tokens: int = 0, completion_tokens: int = 0) -> bool:
+    """Write one finished line and bump the batch's counts and usage, in one transaction. Only a row still
+    unfinished (in_flight, or pending for a line rejected before dispatch) takes a result."""
+    with db.transaction() as s:
+        changed = s.execute(
+            update(BatchRequest).where(BatchRequest.id == row_id,
+                                       BatchRequest.status.in_(("in_flight", "pending")))
+            .values(status="succeeded" if ok else "failed", response=response_json, status_code=status_code,
+                    error=error_json, request_id=request_id, prompt_tokens=prompt_tokens,
+                    cached_tokens=cached_tokens, completion_tokens=completion_tokens, finished_at=time.time())
+        ).rowcount
+        if not changed:
+            return False
+        counts = {"completed": Batch.completed + 1} if ok else {"failed": Batch.failed + 1}
+        s.execute(update(Batch).where(Batch.id == batch_id).values(
+            input_tokens=Batch.input_tokens + prompt_tokens, cached_tokens=Batch.cached_tokens + cached_tokens,
+            output_tokens=Batch.output_tokens + completion_tokens, **counts))
+        return True
+
+
+def return_to_pending(db: Database, row_id: int) -> None:
+    with db.transaction() as s:
+        s.execute(update(BatchRequest).where(BatchRequest.id == row_id, BatchRequest.status == "in_flight")
+                  .values(status="pending"))
+
+
+def active_batches(db: Database) -> list[tuple[str, str, int | None]]:
+    stmt = select(Batch.id, Batch.status, Batch.expires_at).where(
+        Batch.status.in_(("in_progress", "cancelling", "finalizing")))
+    with db.transaction() as s:
+        return [tuple(row) for row in s.execute(stmt)]

@@ -1,0 +1,144 @@
+"""OpenAI request bodies -> token ids + sampling params; runtime results -> OpenAI response bodies. Pure.
+
+Unsupported fields raise UnsupportedParameter: the line fails with a 400 body in the error file, the batch
+goes on. Fields that change nothing for a batch (user, metadata, store, service_tier, stream_options) pass."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from blendserve.core.runtime.base import GenerateResult, ModelInfo, SamplingParams, Tokenizer, UnsupportedParameter
+
+IGNORED = {"model", "user", "metadata", "store", "service_tier", "stream_options", "parallel_tool_calls",
+           "prompt_cache_key", "safety_identifier"}
+COMMON = {"max_tokens", "temperature", "top_p", "stop", "n", "seed", "frequency_penalty", "presence_penalty",
+          "logprobs", "stream"}
+CHAT_ONLY = {"messages", "max_completion_tokens", "top_logprobs"}
+COMPLETION_ONLY = {"prompt", "echo", "suffix", "best_of"}
+DEFAULT_MAX_TOKENS = 256  # SGLang defaults to 128; OpenAI to "until the context ends": we pick and always send
+
+
+def _check_fields(body: dict, allowed: set[str]) -> None:
+    for key, value in body.items():
+        if key in IGNORED or key in allowed:
+            continue
+        if value is None:
+            continue
+        raise UnsupportedParameter(f"The parameter '{key}' is not supported by this server.", param=key)
+
+
+def _text_of(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise UnsupportedParameter("Only text content parts are supported.", param="messages")
+            parts.append(str(part.get("text", "")))
+        return "".join(parts)
+    if content is None:
+        return ""
+    raise UnsupportedParameter("Message content must be a string or a list of text parts.", param="messages")
+
+
+def _sampling(body: dict, info: ModelInfo, prompt_len: int, chat: bool) -> SamplingParams:
+    max_tokens = body.get("max_completion_tokens") if chat else None
+    max_tokens = max_tokens if max_tokens is not None else body.get("max_tokens")
+    room = info.max_context_tokens - prompt_len
+    if room <= 0:
+        raise UnsupportedParameter(f"The prompt has {prompt_len} tokens; this model's context is "
+                                   f"{info.max_context_tokens}.", param="messages" if chat else "prompt")
+    if max_tokens is None:
+        max_tokens = min(DEFAULT_MAX_TOKENS, room)
+    if not isinstance(max_tokens, int) or max_tokens < 1:
+        raise UnsupportedParameter("max_tokens must be a positive integer.", param="max_tokens")
+    stop = body.get("stop")
+    stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+    if len(stops) > 4 or not all(isinstance(s, str) for s in stops):
+        raise UnsupportedParameter("stop must be a string or up to 4 strings.", param="stop")
+    n = body.get("n") or 1
+    if not isinstance(n, int) or n < 1 or n > 16:
+        raise UnsupportedParameter("n must be an integer from 1 to 16.", param="n")
+    if body.get("stream"):
+        raise UnsupportedParameter("Streaming is not available in a batch.", param="stream")
+    logprobs = body.get("logprobs")
+    top = int(body.get("top_logprobs") or 0) if chat else int(logprobs or 0)
+    wants_logprobs = bool(logprobs) if chat else logprobs is not None
+    if wants_logprobs and "logprobs" not in info.supports:
+        raise UnsupportedParameter("logprobs are not supported by this runtime.", param="logprobs")
+    return SamplingParams(max_new_tokens=min(max_tokens, room), temperature=float(body.get("temperature", 1.0)),
+                          top_p=float(body.get("top_p", 1.0)), stop=stops, seed=body.get("seed"), n=n,
+                          frequency_penalty=float(body.get("frequency_penalty") or 0.0),
+                          presence_penalty=float(body.get("presence_penalty") or 0.0),
+                          logprobs=wants_logprobs, top_logprobs=top)
+
+
+def to_generate(endpoint: str, body: dict, tokenizer: Tokenizer, info: ModelInfo) -> tuple[list[int], SamplingParams]:
+    """Token ids (chat template applied) and sampling parameters for one input line's body."""
+    if endpoint == "/v1/chat/completions":
+        _check_fields(body, COMMON | CHAT_ONLY)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise UnsupportedParameter("messages must be a non-empty list.", param="messages")
+        clean = []
+        for msg in messages:
+            if not isinstance(msg, dict) or msg.get("role") not in ("system", "developer", "user", "assistant"):
+                raise UnsupportedParameter("Each message needs a role of system, developer, user or assistant.",
+                                           param="messages")
+            role = "system" if msg["role"] == "developer" else msg["role"]
+            clean.append({"role": role, "content": _text_of(msg.get("content"))})
+        ids = tokenizer.encode_chat(clean)
+        return ids, _sampling(body, info, len(ids), chat=True)
+    if endpoint == "/v1/completions":
+        _check_fields(body, COMMON | COMPLETION_ONLY)
+        if body.get("echo") or body.get("suffix") or (body.get("best_of") or 1) != 1:
+            raise UnsupportedParameter("echo, suffix and best_of are not supported.", param="echo")
+        ids = _prompt_ids(body.get("prompt"), tokenizer)
+        return ids, _sampling(body, info, len(ids), chat=False)
+    raise UnsupportedParameter(f"The endpoint {endpoint} is not served by this runtime.", param="url")
+
+
+def _prompt_ids(prompt: object, tokenizer: Tokenizer) -> list[int]:
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
+        prompt = prompt[0]  # a one-element list of prompts is one prompt
+    if isinstance(prompt, str):
+        return tokenizer.encode_text(prompt)
+    if isinstance(prompt, list) and prompt and all(isinstance(t, int) and t >= 0 for t in prompt):
+        return list(prompt)
+    raise UnsupportedParameter("prompt must be a string, a list with one string, or a list of token ids "
+                               "(one prompt per line).", param="prompt")
+
+
+def _usage(result: GenerateResult) -> dict:
+    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": 0}}
+
+
+def response_body(endpoint: str, model: str, result: GenerateResult) -> dict:
+    created = int(time.time())
+    fingerprint = "blendserve-simulated" if result.simulated else "blendserve"
+    if endpoint == "/v1/chat/completions":
+        choices = [{"index": i, "message": {"role": "assistant", "content": c.text, "refusal": None},
+                    "logprobs": {"content": c.logprobs, "refusal": None} if c.logprobs is not None else None,
+                    "finish_reason": c.finish_reason} for i, c in enumerate(result.choices)]
+        return {"id": "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion", "created": created,
+                "model": model, "choices": choices, "usage": _usage(result), "system_fingerprint": fingerprint}
+    choices = [{"index": i, "text": c.text, "finish_reason": c.finish_reason,
+                "logprobs": _completion_logprobs(c.logprobs) if c.logprobs is not None else None}
+               for i, c in enumerate(result.choices)]
+    return {"id": "cmpl-" + secrets.token_hex(12), "object": "text_completion", "created": created, "model": model,
+            "choices": choices, "usage": _usage(result), "system_fingerprint": fingerprint}
+
+
+def _completion_logprobs(entries: list[dict]) -> dict:
+    return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
+            "top_logprobs": [{t["token"]: t["logprob"] for t in e.get("top_logprobs", [])} for e in entries],
+            "text_offset": []}
+
+
+def error_body(message: str, param: str | None, code: str = "invalid_request", type_: str = "invalid_request_error"):
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}

@@ -1,0 +1,1 @@
+"""Runtimes: the engines that execute requests. Only sglang_* import sglang, lazily."""

@@ -1,0 +1,29 @@
+"""Builds the configured runtime. Heavy imports (torch, sglang) happen only for the runtime chosen."""
+
+from __future__ import annotations
+
+from blendserve.config import Settings
+from blendserve.core.perf_model import PerfModel
+from blendserve.core.runtime.base import Runtime
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    if settings.runtime == "simulated":
+        from blendserve.core.runtime.simulated import SimulatedRuntime
+
+        return SimulatedRuntime(PerfModel.preset(gpu=settings.gpu), settings.model_name or "simulated",
+                                time_scale=settings.simulated_time_scale)
+    if settings.runtime == "local":
+        from blendserve.core.runtime.local import LocalRuntime
+
+        return LocalRuntime(settings)
+    if settings.runtime == "sglang-http":
+        from blendserve.core.runtime.sglang_http import SGLangHTTPRuntime
+
+        return SGLangHTTPRuntime(settings.sglang_url, PerfModel.preset(gpu=settings.gpu),
+                                 timeout_s=settings.request_timeout_s)
+    if settings.runtime == "sglang-engine":
+        from blendserve.core.runtime.sglang_engine import SGLangEngineRuntime
+
+        return SGLangEngineRuntime(settings)
+    raise ValueError(f"no runtime for {settings.runtime!r}")

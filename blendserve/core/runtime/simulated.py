@@ -1,0 +1,80 @@
+"""The perf-model simulator as a runtime, for load tests and benchmarks. Outputs say they are simulated.
+
+Output lengths are drawn deterministically from the request id (so retries agree), capped by max_new_tokens;
+cached_tokens comes from a block-hash prefix cache (16-token blocks, LRU bounded by the KV capacity), as a
+radix cache would report it. `time_scale` > 0 sleeps the modelled decode time (scaled); 0 answers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import OrderedDict
+
+from blendserve.core.perf_model import PerfModel
+from blendserve.core.runtime.base import Choice, GenerateRequest, GenerateResult, ModelInfo
+
+BLOCK = 16
+
+
+class ByteTokenizer:
+    """Deterministic stand-in tokenizer: one token per UTF-8 byte, chat rendered ChatML-style."""
+
+    def encode_text(self, text: str) -> list[int]:
+        return list(text.encode())
+
+    def encode_chat(self, messages: list[dict]) -> list[int]:
+        rendered = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        return self.encode_text(rendered + "<|im_start|>assistant\n")
+
+
+class SimulatedRuntime:
+    def __init__(self, perf: PerfModel | None = None, model_name: str = "simulated", time_scale: float = 0.0,
+                 max_concurrency: int = 256) -> None:
+        perf = perf or PerfModel.preset()
+        self.info = ModelInfo(model_name, perf.kv_capacity_tokens, 32768, perf, max_concurrency,
+                              frozenset({"seed", "n"}))
+        self.tokenizer = ByteTokenizer()
+        self.time_scale = time_scale
+        self._blocks: OrderedDict[bytes, None] = OrderedDict()
+        self._max_blocks = max(1, perf.kv_capacity_tokens // BLOCK)
+        self.calls = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def abort(self, rid: str) -> None:
+        return None
+
+    def _cached(self, ids: tuple[int, ...]) -> int:
+        cached, digest, hit = 0, hashlib.blake2b(digest_size=16), True
+        for start in range(0, len(ids) - len(ids) % BLOCK, BLOCK):
+            digest.update(bytes(str(ids[start:start + BLOCK]), "ascii"))
+            key = digest.digest()
+            if hit and key in self._blocks:
+                cached += BLOCK
+                self._blocks.move_to_end(key)
+            else:
+                hit = False
+                self._blocks[key] = None
+                if len(self._blocks) > self._max_blocks:
+                    self._blocks.popitem(last=False)
+        return cached
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        self.calls += 1
+        base_rid = request.rid.rsplit("-", 1)[0]  # the attempt suffix must not change the answer
+        seed = int.from_bytes(hashlib.blake2b(base_rid.encode(), digest_size=4).digest(), "little")
+        n_out = max(1, min(request.params.max_new_tokens, 1 + seed % 200))
+        cached = self._cached(request.input_ids)
+        if self.time_scale > 0:
+            perf = self.info.perf
+            await asyncio.sleep(self.time_scale * (perf.comp(len(request.input_ids) - cached, n_out)
+                                                   + perf.mem(len(request.input_ids), n_out)))
+        finish = "length" if n_out == request.params.max_new_tokens else "stop"
+        text = f"[simulated output: {n_out} tokens]"
+        choices = tuple(Choice(text, n_out, finish) for _ in range(request.params.n))
+        return GenerateResult(request.rid, choices, len(request.input_ids), cached, simulated=True)
