@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     max_attempts: int = 3
     retry_backoff_s: float = 0.5
     local_batch_size: int = 16
+    model_cache_dir: Path = Path.home() / ".cache" / "blendserve" / "models"
     simulated_time_scale: float = 0.0
 
     @field_validator("api_keys", mode="before")

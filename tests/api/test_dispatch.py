@@ -1,0 +1,143 @@
+"""Batches run to completion through the dispatcher (simulated and scripted runtimes), on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from sqlalchemy import update
+
+from blendserve.core.dispatcher import Dispatcher
+from blendserve.core.runtime.base import GenerateRequest, GenerateResult, RuntimeError_
+from blendserve.core.runtime.simulated import SimulatedRuntime
+from blendserve.store.db import Database
+from blendserve.store.models import Batch
+from tests.conftest import make_settings, running_client
+from tests.helpers import chat_line, upload_batch
+
+pytestmark = pytest.mark.anyio
+
+
+def _app(db_url, tmp_path, runtime, **overrides):
+    from blendserve.api.app import create_app
+
+    settings = make_settings(db_url, tmp_path / "d", dispatcher=True, retry_backoff_s=0.01, **overrides)
+    return create_app(settings, lambda ctx: Dispatcher(ctx.db, ctx.blobs, settings, runtime))
+
+
+async def _wait(client, batch_id, statuses=("completed", "failed", "cancelled", "expired"), timeout=30.0):
+    for _ in range(int(timeout / 0.05)):
+        batch = (await client.get(f"/v1/batches/{batch_id}")).json()
+        if batch["status"] in statuses:
+            return batch
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"batch stuck in {batch['status']}: {batch}")
+
+
+async def _lines(client, file_id):
+    if not file_id:
+        return []
+    return [json.loads(x) for x in (await client.get(f"/v1/files/{file_id}/content")).text.splitlines()]
+
+
+async def test_batches_complete_with_outputs(db_url, tmp_path):
+    runtime = SimulatedRuntime(model_name="sim-model")
+    async with running_client(_app(db_url, tmp_path, runtime)) as c:
+        shared = "You are a terse assistant. " * 20
+        objs = [chat_line(i, prompt=shared + f"q{i}") for i in range(30)]
+        objs.append({"custom_id": "bad", "method": "POST", "url": "/v1/chat/completions",
+                     "body": {"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "tools": [{}]}})
+        b1 = (await upload_batch(c, objs)).json()
+        b2 = (await upload_batch(c, [{"custom_id": f"c{i}", "method": "POST", "url": "/v1/completions",
+                                      "body": {"model": "m", "prompt": f"Say {i}", "max_tokens": 5}}
+                                     for i in range(10)], endpoint="/v1/completions")).json()
+        done1, done2 = await _wait(c, b1["id"]), await _wait(c, b2["id"])
+        assert done1["status"] == "completed" and done2["status"] == "completed"
+        assert done1["request_counts"] == {"total": 31, "completed": 30, "failed": 1}
+        out, err = await _lines(c, done1["output_file_id"]), await _lines(c, done1["error_file_id"])
+        assert sorted(x["custom_id"] for x in out) == sorted(f"req-{i}" for i in range(30))
+        assert [x["custom_id"] for x in err] == ["bad"]
+        assert err[0]["response"]["status_code"] == 400 and err[0]["response"]["body"]["error"]["param"] == "tools"
+        body = out[0]["response"]["body"]
+        assert out[0]["response"]["status_code"] == 200 and out[0]["id"].startswith("batch_req_")
+        assert body["object"] == "chat.completion" and body["model"] == "sim-model"
+        assert body["system_fingerprint"] == "blendserve-simulated"  # simulated outputs say so
+        assert body["choices"][0]["message"]["role"] == "assistant"
+        usage = done1["usage"]
+        assert usage["input_tokens"] == sum(x["response"]["body"]["usage"]["prompt_tokens"] for x in out)
+        assert usage["input_tokens_details"]["cached_tokens"] > 0  # the shared system prompt was reused
+        completions = await _lines(c, done2["output_file_id"])
+        assert {x["response"]["body"]["object"] for x in completions} == {"text_completion"}
+        assert all(x["response"]["body"]["usage"]["completion_tokens"] <= 5 for x in completions)
+
+
+class Flaky(SimulatedRuntime):
+    """Fails the first attempt of every request; 'doomed' prompts always fail."""
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        if request.rid.endswith("-1") or b"doomed" in bytes(request.input_ids):
+            raise RuntimeError_("engine hiccup")
+        return await super().generate(request)
+
+
+async def test_runtime_errors_are_retried_then_reported(db_url, tmp_path):
+    async with running_client(_app(db_url, tmp_path, Flaky(), max_attempts=3)) as c:
+        objs = [chat_line(i) for i in range(5)] + [chat_line(99, prompt="doomed")]
+        done = await _wait(c, (await upload_batch(c, objs)).json()["id"])
+        assert done["status"] == "completed"
+        assert done["request_counts"] == {"total": 6, "completed": 5, "failed": 1}
+        err = await _lines(c, done["error_file_id"])
+        assert err[0]["custom_id"] == "req-99" and err[0]["response"]["status_code"] == 500
+        assert "3 attempt" in err[0]["response"]["body"]["error"]["message"]
+
+
+class Slow(SimulatedRuntime):
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        await asyncio.sleep(0.3)
+        return await super().generate(request)
+
+
+async def test_cancel_keeps_finished_results_and_reports_the_rest(db_url, tmp_path):
+    runtime = Slow()
+    runtime.info.max_concurrency = 4
+    async with running_client(_app(db_url, tmp_path, runtime)) as c:
+        batch = (await upload_batch(c, [chat_line(i) for i in range(40)])).json()
+        await asyncio.sleep(0.5)
+        cancelling = (await c.post(f"/v1/batches/{batch['id']}/cancel")).json()
+        assert cancelling["status"] in ("cancelling", "cancelled")
+        done = await _wait(c, batch["id"], timeout=10)
+        assert done["status"] == "cancelled"
+        out, err = await _lines(c, done.get("output_file_id")), await _lines(c, done.get("error_file_id"))
+        assert 0 < len(out) < 40
+        assert sorted([x["custom_id"] for x in out + err]) == sorted(f"req-{i}" for i in range(40))
+        assert {x["error"]["code"] for x in err} == {"batch_cancelled"}
+
+
+async def test_expired_batch(db_url, tmp_path):
+    runtime = Slow()
+    runtime.info.max_concurrency = 2
+    async with running_client(_app(db_url, tmp_path, runtime)) as c:
+        batch = (await upload_batch(c, [chat_line(i) for i in range(20)])).json()
+        await asyncio.sleep(0.4)
+        db = Database(db_url)
+        with db.transaction() as s:
+            s.execute(update(Batch).where(Batch.id == batch["id"]).values(expires_at=1))
+        db.dispose()
+        done = await _wait(c, batch["id"], timeout=10)
+        assert done["status"] == "expired" and done["expired_at"]
+        out, err = await _lines(c, done.get("output_file_id")), await _lines(c, done.get("error_file_id"))
+        assert sorted([x["custom_id"] for x in out + err]) == sorted(f"req-{i}" for i in range(20))
+        assert err and {x["error"]["code"] for x in err} == {"batch_expired"}
+
+
+async def test_one_dispatcher_per_database(db_url, tmp_path):
+    from blendserve.core import dispatch_store as ds
+
+    db = Database(db_url)
+    assert ds.acquire_lease(db, "t", "a", 30)
+    assert not ds.acquire_lease(db, "t", "b", 30)
+    assert ds.acquire_lease(db, "t", "a", 30)  # renew
+    ds.release_lease(db, "t", "a")
+    assert ds.acquire_lease(db, "t", "b", 30)
+    db.dispose()
