@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     local_batch_size: int = 16
     model_cache_dir: Path = Path.home() / ".cache" / "blendserve" / "models"
     simulated_time_scale: float = 0.0
+    max_inflight: int | None = None  # cap on requests in flight on the runtime (default: the runtime's own)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -202,7 +202,10 @@ class Dispatcher:
 
     # ---- tree -> runtime -> store -------------------------------------------------------------------
     async def _dispatch(self) -> None:
-        room = self.runtime.info.max_concurrency - len(self.running)
+        cap = self.runtime.info.max_concurrency
+        if self.settings.max_inflight:
+            cap = min(cap, self.settings.max_inflight)
+        room = cap - len(self.running)
         if room <= 0 or not len(self.tree):
             return
         picked = self.scanner.next_requests(float(self.runtime.info.kv_capacity_tokens), self.inflight[LEFT],

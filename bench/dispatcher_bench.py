@@ -1,0 +1,77 @@
+"""Dispatcher overhead: requests/s it sustains with 50k pending requests across 5 batches on the instant
+`simulated` runtime (so the number is the dispatcher + database, not a model). In-process app, ASGI client.
+
+    .venv/bin/python bench/dispatcher_bench.py [--database-url postgresql://...] [--lines 10000] [--batches 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from blendserve.api.app import create_app  # noqa: E402
+from blendserve.config import Settings  # noqa: E402
+from blendserve.core.dispatcher import Dispatcher  # noqa: E402
+from blendserve.core.runtime.simulated import SimulatedRuntime  # noqa: E402
+
+
+def jsonl(batch: int, lines: int) -> bytes:
+    system = f"You are assistant number {batch}. Answer briefly. " * 8
+    return b"".join(orjson.dumps({"custom_id": f"b{batch}-{i}", "method": "POST", "url": "/v1/chat/completions",
+                                  "body": {"model": "m", "max_tokens": 64, "messages": [
+                                      {"role": "system", "content": system},
+                                      {"role": "user", "content": f"Question {i}?"}]}}) + b"\n"
+                    for i in range(lines))
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--database-url")
+    ap.add_argument("--lines", type=int, default=10_000)
+    ap.add_argument("--batches", type=int, default=5)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), database_url=args.database_url, runtime="simulated")
+        runtime = SimulatedRuntime()
+        holder: dict = {}
+
+        def factory(ctx):
+            holder["d"] = Dispatcher(ctx.db, ctx.blobs, settings, runtime)
+            return holder["d"]
+
+        app = create_app(settings, factory)
+        async with app.router.lifespan_context(app):
+            dispatcher = holder["d"]
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x", timeout=600)
+            ids = []
+            t_setup = time.perf_counter()
+            for b in range(args.batches):
+                f = (await client.post("/v1/files", files={"file": (f"b{b}.jsonl", jsonl(b, args.lines))},
+                                       data={"purpose": "batch"})).json()
+                ids.append((await client.post("/v1/batches", json={"input_file_id": f["id"], "completion_window": "24h",
+                                                                   "endpoint": "/v1/chat/completions"})).json()["id"])
+            t0 = time.perf_counter()
+            while True:
+                states = [(await client.get(f"/v1/batches/{i}")).json() for i in ids]
+                if all(s["status"] == "completed" for s in states):
+                    break
+                await asyncio.sleep(0.5)
+            t1 = time.perf_counter()
+            await client.aclose()
+    total = args.lines * args.batches
+    print(f"database   : {'postgres' if args.database_url else 'sqlite'}")
+    print(f"intake     : {total} lines in {args.batches} batches, {t0 - t_setup:.1f} s (upload+validate+persist)")
+    print(f"dispatch   : {total} requests to completed in {t1 - t0:.1f} s = {total / (t1 - t0):.0f} requests/s")
+    print(f"runtime    : {runtime.calls} generate calls (simulated, instant); dispatcher stats {dispatcher.stats}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

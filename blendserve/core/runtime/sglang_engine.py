@@ -1,0 +1,61 @@
+"""In-process sglang.Engine (GPU hosts; `pip install blendserve[sglang]`). sglang is imported lazily here only.
+
+The Engine binds its tokenizer-manager loop to the loop of the first generate call, so start() builds it inside
+the server's running loop (FastAPI lifespan) and every call uses async_generate from that loop."""
+
+from __future__ import annotations
+
+from blendserve.config import Settings
+from blendserve.core.perf_model import PerfModel
+from blendserve.core.runtime.base import GenerateRequest, GenerateResult, ModelInfo
+from blendserve.core.runtime.sglang_http import _result, sampling_params
+
+
+class EngineTokenizer:
+    def __init__(self, tokenizer) -> None:
+        self.tok = tokenizer
+
+    def encode_text(self, text: str) -> list[int]:
+        return list(self.tok(text, add_special_tokens=False)["input_ids"])
+
+    def encode_chat(self, messages: list[dict]) -> list[int]:
+        return self.encode_text(self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+
+
+class SGLangEngineRuntime:
+    def __init__(self, settings: Settings, **engine_kwargs) -> None:
+        if not settings.model_path:
+            raise ValueError("sglang-engine needs BLENDSERVE_MODEL_PATH")
+        self.settings = settings
+        self.engine_kwargs = {"schedule_policy": "fcfs", **engine_kwargs}
+        self.perf = PerfModel.preset(gpu=settings.gpu)
+        self.info = ModelInfo(settings.model_name or settings.model_path, self.perf.kv_capacity_tokens, 32768,
+                              self.perf, 256, frozenset({"logprobs", "seed", "n"}))
+        self.engine = None
+        self.tokenizer: EngineTokenizer | None = None
+
+    async def start(self) -> None:
+        import sglang  # lazy: GPU hosts only
+        from transformers import AutoTokenizer
+
+        self.engine = sglang.Engine(model_path=self.settings.model_path, **self.engine_kwargs)
+        server = self.engine.get_server_info()
+        self.info.kv_capacity_tokens = int(server.get("max_total_num_tokens") or self.info.kv_capacity_tokens)
+        self.info.max_context_tokens = int(server.get("max_req_input_len") or self.info.max_context_tokens)
+        self.tokenizer = EngineTokenizer(AutoTokenizer.from_pretrained(self.settings.model_path))
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        n = request.params.n
+        out = await self.engine.async_generate(
+            input_ids=[list(request.input_ids)] * n, sampling_params=[sampling_params(request)] * n,
+            rid=[f"{request.rid}.{i}" for i in range(n)], return_logprob=request.params.logprobs,
+            top_logprobs_num=request.params.top_logprobs or None)
+        return _result(request, out if isinstance(out, list) else [out])
+
+    async def abort(self, rid: str) -> None:
+        if self.engine is not None:
+            self.engine.tokenizer_manager.abort_request(rid=rid)
+
+    async def close(self) -> None:
+        if self.engine is not None:
+            self.engine.shutdown()
