@@ -14,9 +14,16 @@ from blendserve.config import Settings
 from blendserve.core.runtime.base import GenerateRequest, SamplingParams
 from blendserve.core.runtime.local import LocalRuntime
 
-QUESTIONS = ["What is the capital of France?", "Give me a synonym for happy.", "What is 12 times 3?",
-             "Name a planet in the solar system.", "Write a haiku about rain.", "What does a bee make?",
-             "Translate 'thank you' to Spanish.", "What color is the sky on a clear day?"]
+QUESTIONS = [
+    "What is the capital of France?",
+    "Give me a synonym for happy.",
+    "What is 12 times 3?",
+    "Name a planet in the solar system.",
+    "Write a haiku about rain.",
+    "What does a bee make?",
+    "Translate 'thank you' to Spanish.",
+    "What color is the sky on a clear day?",
+]
 
 
 async def main() -> None:
@@ -26,9 +33,14 @@ async def main() -> None:
     args = ap.parse_args()
     rt = LocalRuntime(Settings())
     await rt.start()
-    reqs = [GenerateRequest(f"r{i}-1", tuple(rt.tokenizer.encode_chat(
-        [{"role": "user", "content": f"{QUESTIONS[i % len(QUESTIONS)]} (#{i})"}])),
-        SamplingParams(max_new_tokens=args.max_tokens, temperature=0.0)) for i in range(args.requests)]
+    reqs = [
+        GenerateRequest(
+            f"r{i}-1",
+            tuple(rt.tokenizer.encode_chat([{"role": "user", "content": f"{QUESTIONS[i % len(QUESTIONS)]} (#{i})"}])),
+            SamplingParams(max_new_tokens=args.max_tokens, temperature=0.0),
+        )
+        for i in range(args.requests)
+    ]
     await rt.generate(reqs[0])  # warm-up
     t0 = time.perf_counter()
     together = await asyncio.gather(*(rt.generate(r) for r in reqs))

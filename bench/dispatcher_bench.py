@@ -25,11 +25,22 @@ from blendserve.core.runtime.simulated import SimulatedRuntime  # noqa: E402
 
 def jsonl(batch: int, lines: int) -> bytes:
     system = f"You are assistant number {batch}. Answer briefly. " * 8
-    return b"".join(orjson.dumps({"custom_id": f"b{batch}-{i}", "method": "POST", "url": "/v1/chat/completions",
-                                  "body": {"model": "m", "max_tokens": 64, "messages": [
-                                      {"role": "system", "content": system},
-                                      {"role": "user", "content": f"Question {i}?"}]}}) + b"\n"
-                    for i in range(lines))
+    return b"".join(
+        orjson.dumps(
+            {
+                "custom_id": f"b{batch}-{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {
+                    "model": "m",
+                    "max_tokens": 64,
+                    "messages": [{"role": "system", "content": system}, {"role": "user", "content": f"Question {i}?"}],
+                },
+            }
+        )
+        + b"\n"
+        for i in range(lines)
+    )
 
 
 async def main() -> None:
@@ -54,10 +65,23 @@ async def main() -> None:
             ids = []
             t_setup = time.perf_counter()
             for b in range(args.batches):
-                f = (await client.post("/v1/files", files={"file": (f"b{b}.jsonl", jsonl(b, args.lines))},
-                                       data={"purpose": "batch"})).json()
-                ids.append((await client.post("/v1/batches", json={"input_file_id": f["id"], "completion_window": "24h",
-                                                                   "endpoint": "/v1/chat/completions"})).json()["id"])
+                f = (
+                    await client.post(
+                        "/v1/files", files={"file": (f"b{b}.jsonl", jsonl(b, args.lines))}, data={"purpose": "batch"}
+                    )
+                ).json()
+                ids.append(
+                    (
+                        await client.post(
+                            "/v1/batches",
+                            json={
+                                "input_file_id": f["id"],
+                                "completion_window": "24h",
+                                "endpoint": "/v1/chat/completions",
+                            },
+                        )
+                    ).json()["id"]
+                )
             t0 = time.perf_counter()
             while True:
                 states = [(await client.get(f"/v1/batches/{i}")).json() for i in ids]

@@ -23,11 +23,18 @@ def make_file(path: Path, lines: int, target_bytes: int) -> None:
     filler = "lorem ipsum dolor sit amet " * max(1, (target_bytes // lines - 300) // 27)
     with path.open("wb") as fh:
         for i in range(lines):
-            body = {"model": "smollm2", "max_tokens": 64, "messages": [
-                {"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": f"Question {i}: {filler}"}]}
-            fh.write(orjson.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-                                   "body": body}) + b"\n")
+            body = {
+                "model": "smollm2",
+                "max_tokens": 64,
+                "messages": [
+                    {"role": "system", "content": "You are a helpful assistant."},
+                    {"role": "user", "content": f"Question {i}: {filler}"},
+                ],
+            }
+            fh.write(
+                orjson.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions", "body": body})
+                + b"\n"
+            )
 
 
 def parse_only(path: Path) -> float:
@@ -64,9 +71,14 @@ def main() -> None:
                     file = client.post("/v1/files", files={"file": ("big.jsonl", fh)}, data={"purpose": "batch"})
                 file.raise_for_status()
                 t1 = time.perf_counter()
-                batch = client.post("/v1/batches", json={"input_file_id": file.json()["id"],
-                                                         "endpoint": "/v1/chat/completions",
-                                                         "completion_window": "24h"}).json()
+                batch = client.post(
+                    "/v1/batches",
+                    json={
+                        "input_file_id": file.json()["id"],
+                        "endpoint": "/v1/chat/completions",
+                        "completion_window": "24h",
+                    },
+                ).json()
                 t2 = time.perf_counter()
             assert batch["status"] == "in_progress", batch
             rss = peak_rss_mib(server.proc.pid)

@@ -23,8 +23,9 @@ def t_opt(requests: list[SimRequest], perf: PerfModel) -> float:
     return max((1 - s_o) * t_comp, t_mem)
 
 
-def run_policy(name: str, requests: list[SimRequest], perf: PerfModel, pool: TokenPool, cfg: EngineConfig,
-               seed: int) -> SimResult:
+def run_policy(
+    name: str, requests: list[SimRequest], perf: PerfModel, pool: TokenPool, cfg: EngineConfig, seed: int
+) -> SimResult:
     if name == "fcfs":
         policy = policies.fcfs(requests)
     elif name == "random":
@@ -54,13 +55,21 @@ def run_schedule_bench(args: argparse.Namespace) -> int:
                 results[name] = (run_policy(name, requests, perf, pool, cfg, args.seed), time.perf_counter() - t0)
             dfs, fcfs = results["dfs"][0], results["fcfs"][0]
             for name, (res, wall) in results.items():
-                row = (res.throughput / bound, res.throughput / dfs.throughput, res.throughput / fcfs.throughput,
-                       res.cache_hit_ratio, res.cache_hit_ratio / dfs.cache_hit_ratio if dfs.cache_hit_ratio else 1)
-                print(f"#{number:<4} {mode:<11} {name:<11} {res.throughput:>12.0f}  {row[0]:>7.3f}  {row[1]:>6.3f}"
-                      f"  {row[2]:>7.3f}  {row[3]:>9.3f}  {row[4]:>12.3f}  {wall:>5.1f}")
+                row = (
+                    res.throughput / bound,
+                    res.throughput / dfs.throughput,
+                    res.throughput / fcfs.throughput,
+                    res.cache_hit_ratio,
+                    res.cache_hit_ratio / dfs.cache_hit_ratio if dfs.cache_hit_ratio else 1,
+                )
+                print(
+                    f"#{number:<4} {mode:<11} {name:<11} {res.throughput:>12.0f}  {row[0]:>7.3f}  {row[1]:>6.3f}"
+                    f"  {row[2]:>7.3f}  {row[3]:>9.3f}  {row[4]:>12.3f}  {wall:>5.1f}"
+                )
                 if name == "blendserve":
-                    for key, value in zip(("vs_Topt", "vs_DFS", "vs_FCFS", "share_vs_DFS"),
-                                          (row[0], row[1], row[2], row[4]), strict=True):
+                    for key, value in zip(
+                        ("vs_Topt", "vs_DFS", "vs_FCFS", "share_vs_DFS"), (row[0], row[1], row[2], row[4]), strict=True
+                    ):
                         summary.setdefault(f"{mode} {key}", []).append(value)
     print("# BlendServe averages over the traces:")
     for key, values in summary.items():

@@ -55,11 +55,20 @@ def requeue_in_flight(db: Database) -> int:
 
 
 def load_pending(db: Database, after_id: int, limit: int) -> list[PendingRow]:
-    stmt = (select(BatchRequest.id, BatchRequest.batch_id, BatchRequest.body, Batch.endpoint, Batch.model,
-                   BatchRequest.attempts)
-            .join(Batch, Batch.id == BatchRequest.batch_id)
-            .where(BatchRequest.status == "pending", BatchRequest.id > after_id, Batch.status == "in_progress")
-            .order_by(BatchRequest.id).limit(limit))
+    stmt = (
+        select(
+            BatchRequest.id,
+            BatchRequest.batch_id,
+            BatchRequest.body,
+            Batch.endpoint,
+            Batch.model,
+            BatchRequest.attempts,
+        )
+        .join(Batch, Batch.id == BatchRequest.batch_id)
+        .where(BatchRequest.status == "pending", BatchRequest.id > after_id, Batch.status == "in_progress")
+        .order_by(BatchRequest.id)
+        .limit(limit)
+    )
     with db.transaction() as s:
         return [PendingRow(*row) for row in s.execute(stmt)]
 
@@ -69,44 +78,78 @@ def mark_in_flight(db: Database, ids: list[int]) -> set[int]:
     if not ids:
         return set()
     with db.transaction() as s:
-        moved = set(s.scalars(select(BatchRequest.id).where(BatchRequest.id.in_(ids),
-                                                            BatchRequest.status == "pending")))
+        moved = set(
+            s.scalars(select(BatchRequest.id).where(BatchRequest.id.in_(ids), BatchRequest.status == "pending"))
+        )
         if moved:
-            s.execute(update(BatchRequest).where(BatchRequest.id.in_(moved))
-                      .values(status="in_flight", attempts=BatchRequest.attempts + 1))
+            s.execute(
+                update(BatchRequest)
+                .where(BatchRequest.id.in_(moved))
+                .values(status="in_flight", attempts=BatchRequest.attempts + 1)
+            )
     return moved
 
 
-def record_result(db: Database, row_id: int, batch_id: str, *, ok: bool, response_json: str | None,
-                  status_code: int | None, error_json: str | None, request_id: str, prompt_tokens: int = 0,
-                  cached_tokens: int = 0, completion_tokens: int = 0) -> bool:
+def record_result(
+    db: Database,
+    row_id: int,
+    batch_id: str,
+    *,
+    ok: bool,
+    response_json: str | None,
+    status_code: int | None,
+    error_json: str | None,
+    request_id: str,
+    prompt_tokens: int = 0,
+    cached_tokens: int = 0,
+    completion_tokens: int = 0,
+) -> bool:
     """Write one finished line and bump the batch's counts and usage, in one transaction. Only a row still
     unfinished (in_flight, or pending for a line rejected before dispatch) takes a result."""
     with db.transaction() as s:
         changed = s.execute(
-            update(BatchRequest).where(BatchRequest.id == row_id,
-                                       BatchRequest.status.in_(("in_flight", "pending")))
-            .values(status="succeeded" if ok else "failed", response=response_json, status_code=status_code,
-                    error=error_json, request_id=request_id, prompt_tokens=prompt_tokens,
-                    cached_tokens=cached_tokens, completion_tokens=completion_tokens, finished_at=time.time())
+            update(BatchRequest)
+            .where(BatchRequest.id == row_id, BatchRequest.status.in_(("in_flight", "pending")))
+            .values(
+                status="succeeded" if ok else "failed",
+                response=response_json,
+                status_code=status_code,
+                error=error_json,
+                request_id=request_id,
+                prompt_tokens=prompt_tokens,
+                cached_tokens=cached_tokens,
+                completion_tokens=completion_tokens,
+                finished_at=time.time(),
+            )
         ).rowcount
         if not changed:
             return False
         counts = {"completed": Batch.completed + 1} if ok else {"failed": Batch.failed + 1}
-        s.execute(update(Batch).where(Batch.id == batch_id).values(
-            input_tokens=Batch.input_tokens + prompt_tokens, cached_tokens=Batch.cached_tokens + cached_tokens,
-            output_tokens=Batch.output_tokens + completion_tokens, **counts))
+        s.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(
+                input_tokens=Batch.input_tokens + prompt_tokens,
+                cached_tokens=Batch.cached_tokens + cached_tokens,
+                output_tokens=Batch.output_tokens + completion_tokens,
+                **counts,
+            )
+        )
         return True
 
 
 def return_to_pending(db: Database, row_id: int) -> None:
     with db.transaction() as s:
-        s.execute(update(BatchRequest).where(BatchRequest.id == row_id, BatchRequest.status == "in_flight")
-                  .values(status="pending"))
+        s.execute(
+            update(BatchRequest)
+            .where(BatchRequest.id == row_id, BatchRequest.status == "in_flight")
+            .values(status="pending")
+        )
 
 
 def active_batches(db: Database) -> list[tuple[str, str, int | None]]:
     stmt = select(Batch.id, Batch.status, Batch.expires_at).where(
-        Batch.status.in_(("in_progress", "cancelling", "finalizing")))
+        Batch.status.in_(("in_progress", "cancelling", "finalizing"))
+    )
     with db.transaction() as s:
         return [tuple(row) for row in s.execute(stmt)]

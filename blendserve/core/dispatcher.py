@@ -7,6 +7,7 @@ Results are written one transaction each, as they land; batches finalize when no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -66,8 +67,13 @@ class Dispatcher:
         self._wake.set()
 
     def describe(self) -> dict:
-        return {"holder": self.holder, "active": self.holding, "pending": len(self.tree),
-                "in_flight": len(self.running), "model": self.runtime.info.name}
+        return {
+            "holder": self.holder,
+            "active": self.holding,
+            "pending": len(self.tree),
+            "in_flight": len(self.running),
+            "model": self.runtime.info.name,
+        }
 
     def counters(self) -> dict[str, int]:
         return dict(self.stats)
@@ -100,10 +106,8 @@ class Dispatcher:
                 log.exception("dispatcher tick failed")
                 await asyncio.sleep(1.0)
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=0.5)
-            except TimeoutError:
-                pass
 
     async def tick(self) -> None:
         if not await self._hold_lease():
@@ -119,8 +123,11 @@ class Dispatcher:
         held = await asyncio.to_thread(ds.acquire_lease, self.db, LEASE, self.holder, self.settings.lease_seconds)
         if held and not self.holding:
             requeued = await asyncio.to_thread(ds.requeue_in_flight, self.db)
-            log.info("dispatcher %s active; %d request(s) left in flight by a previous holder requeued",
-                     self.holder, requeued)
+            log.info(
+                "dispatcher %s active; %d request(s) left in flight by a previous holder requeued",
+                self.holder,
+                requeued,
+            )
             self.last_loaded = 0
         self.holding, self.lease_renewed = held, now
         return held
@@ -151,8 +158,9 @@ class Dispatcher:
         out = []
         for row in rows:
             try:
-                tokens, params = to_generate(row.endpoint, orjson.loads(row.body), self.runtime.tokenizer,
-                                             self.runtime.info)
+                tokens, params = to_generate(
+                    row.endpoint, orjson.loads(row.body), self.runtime.tokenizer, self.runtime.info
+                )
                 out.append((row, tokens, params, None))
             except UnsupportedParameter as exc:
                 out.append((row, None, None, exc))
@@ -160,8 +168,16 @@ class Dispatcher:
 
     def _reject(self, row: ds.PendingRow, exc: UnsupportedParameter) -> None:
         body = error_body(str(exc), exc.param, code="unsupported_parameter")
-        if ds.record_result(self.db, row.id, row.batch_id, ok=False, response_json=orjson.dumps(body).decode(),
-                            status_code=400, error_json=None, request_id=ids.request_id()):
+        if ds.record_result(
+            self.db,
+            row.id,
+            row.batch_id,
+            ok=False,
+            response_json=orjson.dumps(body).decode(),
+            status_code=400,
+            error_json=None,
+            request_id=ids.request_id(),
+        ):
             self.stats["failed"] += 1
 
     # ---- cancel / expire / finalize -----------------------------------------------------------------
@@ -175,10 +191,10 @@ class Dispatcher:
                 continue
             if status == "cancelling":
                 self._forget_batch(batch_id, keep_running=True)
-            if status != "in_progress" or not self.by_batch.get(batch_id):
-                if await asyncio.to_thread(finalize.finalize_if_idle, self.db, self.blobs, batch_id):
-                    self.stats["finalized"] += 1
-                    self.by_batch.pop(batch_id, None)
+            idle = status != "in_progress" or not self.by_batch.get(batch_id)
+            if idle and await asyncio.to_thread(finalize.finalize_if_idle, self.db, self.blobs, batch_id):
+                self.stats["finalized"] += 1
+                self.by_batch.pop(batch_id, None)
 
     def _forget_batch(self, batch_id: str, keep_running: bool = False) -> None:
         """Take a batch's pending lines out of the tree; in-flight ones finish (cancel) or are dropped (expiry:
@@ -208,8 +224,9 @@ class Dispatcher:
         room = cap - len(self.running)
         if room <= 0 or not len(self.tree):
             return
-        picked = self.scanner.next_requests(float(self.runtime.info.kv_capacity_tokens), self.inflight[LEFT],
-                                            self.inflight[RIGHT], limit=room)
+        picked = self.scanner.next_requests(
+            float(self.runtime.info.kv_capacity_tokens), self.inflight[LEFT], self.inflight[RIGHT], limit=room
+        )
         if not picked:
             return
         moved = await asyncio.to_thread(ds.mark_in_flight, self.db, [r.key for r, _ in picked])
@@ -230,12 +247,23 @@ class Dispatcher:
         try:
             result = await asyncio.wait_for(
                 self.runtime.generate(GenerateRequest(rid, tuple(entry.tokens), entry.params)),
-                timeout=self.settings.request_timeout_s)
+                timeout=self.settings.request_timeout_s,
+            )
             body = response_body(row.endpoint, self.runtime.info.name, result)
             landed = await asyncio.to_thread(
-                ds.record_result, self.db, row.id, row.batch_id, ok=True, response_json=orjson.dumps(body).decode(),
-                status_code=200, error_json=None, request_id=ids.request_id(), prompt_tokens=result.prompt_tokens,
-                cached_tokens=result.cached_tokens, completion_tokens=result.completion_tokens)
+                ds.record_result,
+                self.db,
+                row.id,
+                row.batch_id,
+                ok=True,
+                response_json=orjson.dumps(body).decode(),
+                status_code=200,
+                error_json=None,
+                request_id=ids.request_id(),
+                prompt_tokens=result.prompt_tokens,
+                cached_tokens=result.cached_tokens,
+                completion_tokens=result.completion_tokens,
+            )
             if landed:
                 self.stats["succeeded"] += 1
                 self.tree.observe(entry.tokens, result.completion_tokens // max(1, entry.params.n))
@@ -266,11 +294,23 @@ class Dispatcher:
             if row.id in self.entries and entry.treq.node is None:
                 self.tree.insert(entry.treq)
             return
-        body = error_body(f"The request failed after {attempt} attempt(s): {message}", None, code="runtime_error",
-                          type_="server_error")
-        if await asyncio.to_thread(ds.record_result, self.db, row.id, row.batch_id, ok=False,
-                                   response_json=orjson.dumps(body).decode(), status_code=500, error_json=None,
-                                   request_id=ids.request_id()):
+        body = error_body(
+            f"The request failed after {attempt} attempt(s): {message}",
+            None,
+            code="runtime_error",
+            type_="server_error",
+        )
+        if await asyncio.to_thread(
+            ds.record_result,
+            self.db,
+            row.id,
+            row.batch_id,
+            ok=False,
+            response_json=orjson.dumps(body).decode(),
+            status_code=500,
+            error_json=None,
+            request_id=ids.request_id(),
+        ):
             self.stats["failed"] += 1
         self._drop(row.id)
 

@@ -10,10 +10,29 @@ import time
 
 from blendserve.core.runtime.base import GenerateResult, ModelInfo, SamplingParams, Tokenizer, UnsupportedParameter
 
-IGNORED = {"model", "user", "metadata", "store", "service_tier", "stream_options", "parallel_tool_calls",
-           "prompt_cache_key", "safety_identifier"}
-COMMON = {"max_tokens", "temperature", "top_p", "stop", "n", "seed", "frequency_penalty", "presence_penalty",
-          "logprobs", "stream"}
+IGNORED = {
+    "model",
+    "user",
+    "metadata",
+    "store",
+    "service_tier",
+    "stream_options",
+    "parallel_tool_calls",
+    "prompt_cache_key",
+    "safety_identifier",
+}
+COMMON = {
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "n",
+    "seed",
+    "frequency_penalty",
+    "presence_penalty",
+    "logprobs",
+    "stream",
+}
 CHAT_ONLY = {"messages", "max_completion_tokens", "top_logprobs"}
 COMPLETION_ONLY = {"prompt", "echo", "suffix", "best_of"}
 DEFAULT_MAX_TOKENS = 256  # SGLang defaults to 128; OpenAI to "until the context ends": we pick and always send
@@ -48,8 +67,10 @@ def _sampling(body: dict, info: ModelInfo, prompt_len: int, chat: bool) -> Sampl
     max_tokens = max_tokens if max_tokens is not None else body.get("max_tokens")
     room = info.max_context_tokens - prompt_len
     if room <= 0:
-        raise UnsupportedParameter(f"The prompt has {prompt_len} tokens; this model's context is "
-                                   f"{info.max_context_tokens}.", param="messages" if chat else "prompt")
+        raise UnsupportedParameter(
+            f"The prompt has {prompt_len} tokens; this model's context is {info.max_context_tokens}.",
+            param="messages" if chat else "prompt",
+        )
     if max_tokens is None:
         max_tokens = min(DEFAULT_MAX_TOKENS, room)
     if not isinstance(max_tokens, int) or max_tokens < 1:
@@ -68,11 +89,18 @@ def _sampling(body: dict, info: ModelInfo, prompt_len: int, chat: bool) -> Sampl
     wants_logprobs = bool(logprobs) if chat else logprobs is not None
     if wants_logprobs and "logprobs" not in info.supports:
         raise UnsupportedParameter("logprobs are not supported by this runtime.", param="logprobs")
-    return SamplingParams(max_new_tokens=min(max_tokens, room), temperature=float(body.get("temperature", 1.0)),
-                          top_p=float(body.get("top_p", 1.0)), stop=stops, seed=body.get("seed"), n=n,
-                          frequency_penalty=float(body.get("frequency_penalty") or 0.0),
-                          presence_penalty=float(body.get("presence_penalty") or 0.0),
-                          logprobs=wants_logprobs, top_logprobs=top)
+    return SamplingParams(
+        max_new_tokens=min(max_tokens, room),
+        temperature=float(body.get("temperature", 1.0)),
+        top_p=float(body.get("top_p", 1.0)),
+        stop=stops,
+        seed=body.get("seed"),
+        n=n,
+        frequency_penalty=float(body.get("frequency_penalty") or 0.0),
+        presence_penalty=float(body.get("presence_penalty") or 0.0),
+        logprobs=wants_logprobs,
+        top_logprobs=top,
+    )
 
 
 def to_generate(endpoint: str, body: dict, tokenizer: Tokenizer, info: ModelInfo) -> tuple[list[int], SamplingParams]:
@@ -85,8 +113,9 @@ def to_generate(endpoint: str, body: dict, tokenizer: Tokenizer, info: ModelInfo
         clean = []
         for msg in messages:
             if not isinstance(msg, dict) or msg.get("role") not in ("system", "developer", "user", "assistant"):
-                raise UnsupportedParameter("Each message needs a role of system, developer, user or assistant.",
-                                           param="messages")
+                raise UnsupportedParameter(
+                    "Each message needs a role of system, developer, user or assistant.", param="messages"
+                )
             role = "system" if msg["role"] == "developer" else msg["role"]
             clean.append({"role": role, "content": _text_of(msg.get("content"))})
         ids = tokenizer.encode_chat(clean)
@@ -107,37 +136,70 @@ def _prompt_ids(prompt: object, tokenizer: Tokenizer) -> list[int]:
         return tokenizer.encode_text(prompt)
     if isinstance(prompt, list) and prompt and all(isinstance(t, int) and t >= 0 for t in prompt):
         return list(prompt)
-    raise UnsupportedParameter("prompt must be a string, a list with one string, or a list of token ids "
-                               "(one prompt per line).", param="prompt")
+    raise UnsupportedParameter(
+        "prompt must be a string, a list with one string, or a list of token ids (one prompt per line).", param="prompt"
+    )
 
 
 def _usage(result: GenerateResult) -> dict:
-    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
-            "total_tokens": result.prompt_tokens + result.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
-            "completion_tokens_details": {"reasoning_tokens": 0}}
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": result.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
 
 
 def response_body(endpoint: str, model: str, result: GenerateResult) -> dict:
     created = int(time.time())
     fingerprint = "blendserve-simulated" if result.simulated else "blendserve"
     if endpoint == "/v1/chat/completions":
-        choices = [{"index": i, "message": {"role": "assistant", "content": c.text, "refusal": None},
-                    "logprobs": {"content": c.logprobs, "refusal": None} if c.logprobs is not None else None,
-                    "finish_reason": c.finish_reason} for i, c in enumerate(result.choices)]
-        return {"id": "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion", "created": created,
-                "model": model, "choices": choices, "usage": _usage(result), "system_fingerprint": fingerprint}
-    choices = [{"index": i, "text": c.text, "finish_reason": c.finish_reason,
-                "logprobs": _completion_logprobs(c.logprobs) if c.logprobs is not None else None}
-               for i, c in enumerate(result.choices)]
-    return {"id": "cmpl-" + secrets.token_hex(12), "object": "text_completion", "created": created, "model": model,
-            "choices": choices, "usage": _usage(result), "system_fingerprint": fingerprint}
+        choices = [
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": c.text, "refusal": None},
+                "logprobs": {"content": c.logprobs, "refusal": None} if c.logprobs is not None else None,
+                "finish_reason": c.finish_reason,
+            }
+            for i, c in enumerate(result.choices)
+        ]
+        return {
+            "id": "chatcmpl-" + secrets.token_hex(12),
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": choices,
+            "usage": _usage(result),
+            "system_fingerprint": fingerprint,
+        }
+    choices = [
+        {
+            "index": i,
+            "text": c.text,
+            "finish_reason": c.finish_reason,
+            "logprobs": _completion_logprobs(c.logprobs) if c.logprobs is not None else None,
+        }
+        for i, c in enumerate(result.choices)
+    ]
+    return {
+        "id": "cmpl-" + secrets.token_hex(12),
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": choices,
+        "usage": _usage(result),
+        "system_fingerprint": fingerprint,
+    }
 
 
 def _completion_logprobs(entries: list[dict]) -> dict:
-    return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
-            "top_logprobs": [{t["token"]: t["logprob"] for t in e.get("top_logprobs", [])} for e in entries],
-            "text_offset": []}
+    return {
+        "tokens": [e["token"] for e in entries],
+        "token_logprobs": [e["logprob"] for e in entries],
+        "top_logprobs": [{t["token"]: t["logprob"] for t in e.get("top_logprobs", [])} for e in entries],
+        "text_offset": [],
+    }
 
 
 def error_body(message: str, param: str | None, code: str = "invalid_request", type_: str = "invalid_request_error"):

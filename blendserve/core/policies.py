@@ -38,8 +38,9 @@ class BlendPolicy:
     Output lengths of finished requests refine the estimates of their subtrees; the order is rebuilt when the
     number of observations doubles (paper §5.4: learn d from the requests that ran)."""
 
-    def __init__(self, requests: list[SimRequest], perf: PerfModel, pool: TokenPool, kv_budget: float,
-                 refill: int = 64) -> None:
+    def __init__(
+        self, requests: list[SimRequest], perf: PerfModel, pool: TokenPool, kv_budget: float, refill: int = 64
+    ) -> None:
         self.pool = pool
         self.tree = build_tree(requests, perf, pool)
         self.scanner = DualScanner(self.tree)
@@ -52,8 +53,9 @@ class BlendPolicy:
 
     def peek(self, engine: Engine) -> SimRequest | None:
         if not self.queue:
-            picked = self.scanner.next_requests(self.kv_budget, self.inflight[LEFT], self.inflight["R"],
-                                                limit=self.refill)
+            picked = self.scanner.next_requests(
+                self.kv_budget, self.inflight[LEFT], self.inflight["R"], limit=self.refill
+            )
             for req, side in picked:
                 self.inflight[side] += req.footprint
                 self.sent[req.key] = (req.footprint, side, req)

@@ -70,12 +70,12 @@ class Node:
 def _common_prefix(edge: array, tokens: array, start: int) -> int:
     """Length of the common prefix of edge and tokens[start:], by slice compares (C speed) and bisection."""
     hi = min(len(edge), len(tokens) - start)
-    if edge[:hi] == tokens[start:start + hi]:
+    if edge[:hi] == tokens[start : start + hi]:
         return hi
     lo = 1  # the first token matched (children are keyed by it)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if edge[:mid] == tokens[start:start + mid]:
+        if edge[:mid] == tokens[start : start + mid]:
             lo = mid
         else:
             hi = mid - 1

@@ -75,8 +75,9 @@ def blend_order(tree: PrefixTree, plan: SplitPlan | None = None) -> list[TreeReq
     return out
 
 
-def _items(tree: PrefixTree, node: Node, only: list[Node] | None, own: list[TreeRequest], plan: SplitPlan,
-           target: float) -> list[tuple[float, object]]:
+def _items(
+    tree: PrefixTree, node: Node, only: list[Node] | None, own: list[TreeRequest], plan: SplitPlan, target: float
+) -> list[tuple[float, object]]:
     items: list[tuple[float, object]] = []
     for req in own:
         items.append((tree.perf.comp_per_token * _req_comp_tokens(req) / req.mem if req.mem else float("inf"), req))
@@ -98,8 +99,15 @@ def _group_rho(tree: PrefixTree, nodes: list[Node]) -> float:
     return comp / mem if mem > 0 else float("inf")
 
 
-def _emit(tree: PrefixTree, node: Node, only: list[Node] | None, plan: SplitPlan, target: float,
-          out: list[TreeRequest], own: bool = True) -> None:
+def _emit(
+    tree: PrefixTree,
+    node: Node,
+    only: list[Node] | None,
+    plan: SplitPlan,
+    target: float,
+    out: list[TreeRequest],
+    own: bool = True,
+) -> None:
     for _, item in _items(tree, node, only, node.requests if own else [], plan, target):
         if isinstance(item, TreeRequest):
             out.append(item)
@@ -173,8 +181,9 @@ class DualScanner:
             idx += step
         return comp * self.tree.perf.comp_per_token / mem if mem > 0 else float("inf")
 
-    def next_requests(self, kv_budget: float, inflight_left: float, inflight_right: float,
-                      limit: int = 1 << 30) -> list[tuple[TreeRequest, str]]:
+    def next_requests(
+        self, kv_budget: float, inflight_left: float, inflight_right: float, limit: int = 1 << 30
+    ) -> list[tuple[TreeRequest, str]]:
         """Requests to admit now, with their side. A request's KV footprint is footprint(req) (its average KV
         over its life); `inflight_*` are the caller's sums of footprints per side. The two sides are drawn in
         proportion to their remaining budgets, so one call interleaves them. Taken requests leave the tree."""

@@ -218,7 +218,7 @@ class Engine:
         run = _Running(req, self._seq, list(keys), reserve, cached=cached)
         self._seq += 1
         key = keys[-1] if keys else ()
-        for seg_id, length in req.segments[len(keys):]:
+        for seg_id, length in req.segments[len(keys) :]:
             parent, key = (key or None), key + (seg_id,)
             self.cache[key] = _CacheNode(length, parent, ref=1, last=self.time)
             if parent is not None:
@@ -345,5 +345,4 @@ def simulate(requests_policy: Policy, perf: PerfModel, cfg: EngineConfig, total:
             requests_policy.requeue(req)
         eng.retracted = []
     st = eng.stats
-    return SimResult(eng.time, st["prompt"], st["output"], st["cached"], st["recomputed"], st["retractions"],
-                     eng.step)
+    return SimResult(eng.time, st["prompt"], st["output"], st["cached"], st["recomputed"], st["retractions"], eng.step)

@@ -140,5 +140,5 @@ class TokenPool:
         out = array("i")
         for seg_id, length in req.segments:
             off = (seg_id * 2654435761) % (self.size - length)
-            out += self.pool[off:off + length]
+            out += self.pool[off : off + length]
         return out

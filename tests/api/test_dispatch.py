@@ -46,12 +46,30 @@ async def test_batches_complete_with_outputs(db_url, tmp_path):
     async with running_client(_app(db_url, tmp_path, runtime)) as c:
         shared = "You are a terse assistant. " * 20
         objs = [chat_line(i, prompt=shared + f"q{i}") for i in range(30)]
-        objs.append({"custom_id": "bad", "method": "POST", "url": "/v1/chat/completions",
-                     "body": {"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "tools": [{}]}})
+        objs.append(
+            {
+                "custom_id": "bad",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "tools": [{}]},
+            }
+        )
         b1 = (await upload_batch(c, objs)).json()
-        b2 = (await upload_batch(c, [{"custom_id": f"c{i}", "method": "POST", "url": "/v1/completions",
-                                      "body": {"model": "m", "prompt": f"Say {i}", "max_tokens": 5}}
-                                     for i in range(10)], endpoint="/v1/completions")).json()
+        b2 = (
+            await upload_batch(
+                c,
+                [
+                    {
+                        "custom_id": f"c{i}",
+                        "method": "POST",
+                        "url": "/v1/completions",
+                        "body": {"model": "m", "prompt": f"Say {i}", "max_tokens": 5},
+                    }
+                    for i in range(10)
+                ],
+                endpoint="/v1/completions",
+            )
+        ).json()
         done1, done2 = await _wait(c, b1["id"]), await _wait(c, b2["id"])
         assert done1["status"] == "completed" and done2["status"] == "completed"
         assert done1["request_counts"] == {"total": 31, "completed": 30, "failed": 1}

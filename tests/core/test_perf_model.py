@@ -18,8 +18,9 @@ def test_presets_formulas(model, gpu):
     perf = PerfModel.preset(model, gpu)
     m, g = MODELS[model], GPUS[gpu]
     assert perf.comp(100, 50) == pytest.approx(2 * 150 * m.params / (g.peak_flops * g.flops_efficiency))
-    assert perf.mem(100, 50) == pytest.approx((100 * 50 + 50 * 50 / 2) * m.kv_bytes_per_token
-                                              / (g.peak_bandwidth * g.bandwidth_efficiency))
+    assert perf.mem(100, 50) == pytest.approx(
+        (100 * 50 + 50 * 50 / 2) * m.kv_bytes_per_token / (g.peak_bandwidth * g.bandwidth_efficiency)
+    )
     assert perf.kv_capacity_tokens > 100_000
 
 

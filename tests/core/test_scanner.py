@@ -73,14 +73,17 @@ def test_split_respects_budget_and_separates_mixed_children():
     assert max(pos_compute) < min(pos_memory)
 
 
-@pytest.mark.parametrize("rl, rr, target, expected", [
-    (4.0, 0.5, 1.0, (1.0 - 0.5) / 3.5),
-    (4.0, 0.5, 10.0, 1.0),  # root denser than both windows: all to the left
-    (4.0, 0.5, 0.1, 0.0),  # root sparser than both (rho_root < 1): all to the right
-    (1.0, 1.0, 1.0, 0.5),  # no contrast: even split
-    (0.5, 4.0, 1.0, 3.0 / 3.5),  # inverted windows (tree changed): the same blend equation holds
-    (0.5, 4.0, 9.0, 0.0),  # target beyond both: everything to the denser (here right) side
-])
+@pytest.mark.parametrize(
+    "rl, rr, target, expected",
+    [
+        (4.0, 0.5, 1.0, (1.0 - 0.5) / 3.5),
+        (4.0, 0.5, 10.0, 1.0),  # root denser than both windows: all to the left
+        (4.0, 0.5, 0.1, 0.0),  # root sparser than both (rho_root < 1): all to the right
+        (1.0, 1.0, 1.0, 0.5),  # no contrast: even split
+        (0.5, 4.0, 1.0, 3.0 / 3.5),  # inverted windows (tree changed): the same blend equation holds
+        (0.5, 4.0, 9.0, 0.0),  # target beyond both: everything to the denser (here right) side
+    ],
+)
 def test_split_fraction_defined_everywhere(rl, rr, target, expected):
     assert split_fraction(rl, rr, target) == pytest.approx(expected)
 

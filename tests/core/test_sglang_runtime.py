@@ -22,9 +22,15 @@ def standin():
 
 
 def test_standin_enforces_the_contract(standin):
-    ok = httpx.post(standin.url + "/generate", json={"input_ids": [[1, 2, 3], [1, 2, 4]], "rid": ["a", "b"],
-                                                     "sampling_params": [{"max_new_tokens": 8, "temperature": 0},
-                                                                         {"max_new_tokens": 4}], "foo": 1})
+    ok = httpx.post(
+        standin.url + "/generate",
+        json={
+            "input_ids": [[1, 2, 3], [1, 2, 4]],
+            "rid": ["a", "b"],
+            "sampling_params": [{"max_new_tokens": 8, "temperature": 0}, {"max_new_tokens": 4}],
+            "foo": 1,
+        },
+    )
     assert ok.status_code == 200 and [x["meta_info"]["id"] for x in ok.json()] == ["a", "b"]
     assert ok.json()[1]["meta_info"]["cached_tokens"] == 2
     for bad in ({"max_tokens": 8}, {"seed": 1}):

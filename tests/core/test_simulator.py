@@ -11,8 +11,10 @@ from blendserve.core.workloads import TRACES, TokenPool, measure, trace
 PERF = PerfModel.preset()
 
 
-@pytest.mark.parametrize("c, b, m, s", [(5.0, 1.0, 1.0, 10), (1.0, 5.0, 1.0, 7), (3.0, 3.0, 0.0, 4),
-                                        (10.0, 0.0, 0.5, 100), (2.0, 1.0, 3.0, 1)])
+@pytest.mark.parametrize(
+    "c, b, m, s",
+    [(5.0, 1.0, 1.0, 10), (1.0, 5.0, 1.0, 7), (3.0, 3.0, 0.0, 4), (10.0, 0.0, 0.5, 100), (2.0, 1.0, 3.0, 1)],
+)
 def test_sum_of_max_closed_form(c, b, m, s):
     assert sum_of_max(c, b, m, s) == pytest.approx(sum(max(c, b + m * t) for t in range(s)))
 
@@ -47,8 +49,12 @@ def test_overflow_retracts_and_still_finishes():
 def test_overlapped_is_never_slower_than_sequential():
     reqs = trace(3, 600, PERF, seed=1)
     seq = simulate(policies.fcfs(reqs), PERF, EngineConfig(kv_capacity=PERF.kv_capacity_tokens), len(reqs))
-    ovl = simulate(policies.fcfs(reqs), PERF, EngineConfig(kv_capacity=PERF.kv_capacity_tokens, overlap=1.0,
-                                                           balanced_chunk=False), len(reqs))
+    ovl = simulate(
+        policies.fcfs(reqs),
+        PERF,
+        EngineConfig(kv_capacity=PERF.kv_capacity_tokens, overlap=1.0, balanced_chunk=False),
+        len(reqs),
+    )
     assert ovl.time_s <= seq.time_s
     bound = sum(r.prompt_len + r.output_len for r in reqs) / t_opt(reqs, PERF)
     assert ovl.throughput <= bound * 1.0001  # nothing beats the bound

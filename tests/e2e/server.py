@@ -31,11 +31,22 @@ class ServerProcess:
 
     def start(self, timeout: float = 120.0) -> ServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "blendserve.api.cli", "serve", "--port", str(self.port),
-               "--runtime", self.runtime, "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "blendserve.api.cli",
+            "serve",
+            "--port",
+            str(self.port),
+            "--runtime",
+            self.runtime,
+            "--log-level",
+            "warning",
+        ]
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

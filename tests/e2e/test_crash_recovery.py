@@ -23,10 +23,15 @@ def test_kill9_mid_batch_loses_and_duplicates_nothing(tmp_path):
     env = {"BLENDSERVE_LEASE_SECONDS": "1", "BLENDSERVE_SIMULATED_TIME_SCALE": "20", "BLENDSERVE_MAX_INFLIGHT": "8"}
     data = tmp_path / "data"
     server = ServerProcess(data, runtime="simulated", env=env).start()
-    file = httpx.post(f"{server.url}/v1/files", files={"file": ("in.jsonl", to_jsonl([chat_line(i) for i in range(N)]))},
-                      data={"purpose": "batch"}).json()
-    batch = httpx.post(f"{server.url}/v1/batches", json={"input_file_id": file["id"], "completion_window": "24h",
-                                                         "endpoint": "/v1/chat/completions"}).json()
+    file = httpx.post(
+        f"{server.url}/v1/files",
+        files={"file": ("in.jsonl", to_jsonl([chat_line(i) for i in range(N)]))},
+        data={"purpose": "batch"},
+    ).json()
+    batch = httpx.post(
+        f"{server.url}/v1/batches",
+        json={"input_file_id": file["id"], "completion_window": "24h", "endpoint": "/v1/chat/completions"},
+    ).json()
     rng = random.Random(7)
     progress = []
     for _ in range(3):

@@ -20,13 +20,35 @@ def test_sdk_batch_completes_on_the_cpu_model(tmp_path):
     try:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
         assert [m.id for m in client.models.list()] == ["SmolLM2-135M-Instruct"]
-        lines = [{"custom_id": f"q{i}", "method": "POST", "url": "/v1/chat/completions",
-                  "body": {"model": "SmolLM2-135M-Instruct", "temperature": 0, "max_tokens": 12,
-                           "messages": [{"role": "user", "content": q}]}}
-                 for i, q in enumerate(["What is the capital of France?", "What is 2 + 2?", "Name a color."])]
-        lines.append({"custom_id": "c0", "method": "POST", "url": "/v1/chat/completions",
-                      "body": {"model": "SmolLM2-135M-Instruct", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4,
-                               "logprobs": True, "top_logprobs": 2, "stop": ["\n"]}})
+        lines = [
+            {
+                "custom_id": f"q{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {
+                    "model": "SmolLM2-135M-Instruct",
+                    "temperature": 0,
+                    "max_tokens": 12,
+                    "messages": [{"role": "user", "content": q}],
+                },
+            }
+            for i, q in enumerate(["What is the capital of France?", "What is 2 + 2?", "Name a color."])
+        ]
+        lines.append(
+            {
+                "custom_id": "c0",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {
+                    "model": "SmolLM2-135M-Instruct",
+                    "messages": [{"role": "user", "content": "Hi"}],
+                    "max_tokens": 4,
+                    "logprobs": True,
+                    "top_logprobs": 2,
+                    "stop": ["\n"],
+                },
+            }
+        )
         path = tmp_path / "in.jsonl"
         path.write_bytes(to_jsonl(lines))
         file = client.files.create(file=path.open("rb"), purpose="batch")

@@ -28,8 +28,9 @@ def test_sdk_files_and_batches_lifecycle(server, tmp_path):
     assert client.files.retrieve(uploaded.id).filename == "requests.jsonl"
     assert uploaded.id in [f.id for f in client.files.list(purpose="batch")]
 
-    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                  completion_window="24h", metadata={"run": "e2e"})
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"run": "e2e"}
+    )
     assert batch.status == "in_progress"  # no runtime here: it must not pretend to finish
     assert batch.request_counts.total == 5 and batch.metadata == {"run": "e2e"}
     assert client.batches.retrieve(batch.id).status == "in_progress"

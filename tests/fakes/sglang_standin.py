@@ -15,10 +15,35 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 SAMPLING_KEYS = {
-    "max_new_tokens", "stop", "stop_token_ids", "stop_regex", "temperature", "top_p", "top_k", "min_p",
-    "frequency_penalty", "presence_penalty", "repetition_penalty", "min_new_tokens", "n", "json_schema", "regex",
-    "ebnf", "structural_tag", "ignore_eos", "skip_special_tokens", "spaces_between_special_tokens", "no_stop_trim",
-    "stream_interval", "logit_bias", "sampling_seed", "custom_params", "beam_width", "watermark", "choice"}
+    "max_new_tokens",
+    "stop",
+    "stop_token_ids",
+    "stop_regex",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "min_new_tokens",
+    "n",
+    "json_schema",
+    "regex",
+    "ebnf",
+    "structural_tag",
+    "ignore_eos",
+    "skip_special_tokens",
+    "spaces_between_special_tokens",
+    "no_stop_trim",
+    "stream_interval",
+    "logit_bias",
+    "sampling_seed",
+    "custom_params",
+    "beam_width",
+    "watermark",
+    "choice",
+}
 EOS = 2
 
 
@@ -60,7 +85,9 @@ def build_app(model_name: str = "standin-model", max_total_num_tokens: int = 500
         params = body.get("sampling_params") or {}
         params_list = params if isinstance(params, list) else [params] * len(ids_list)
         rids = body.get("rid") or [f"auto-{time.time_ns()}-{i}" for i in range(len(ids_list))]
-        rids = rids if isinstance(rids, list) else [rids] if not batch else [f"{rids}_{i}" for i in range(len(ids_list))]
+        rids = (
+            rids if isinstance(rids, list) else [rids] if not batch else [f"{rids}_{i}" for i in range(len(ids_list))]
+        )
         for p in params_list:
             unknown = set(p) - SAMPLING_KEYS
             if unknown:
@@ -86,8 +113,12 @@ def build_app(model_name: str = "standin-model", max_total_num_tokens: int = 500
 
     @app.get("/server_info")
     async def server_info():
-        return {"max_total_num_tokens": max_total_num_tokens, "max_req_input_len": 32000,
-                "schedule_policy": "fcfs", "internal_states": [{"memory_usage": {"token_capacity": max_total_num_tokens}}]}
+        return {
+            "max_total_num_tokens": max_total_num_tokens,
+            "max_req_input_len": 32000,
+            "schedule_policy": "fcfs",
+            "internal_states": [{"memory_usage": {"token_capacity": max_total_num_tokens}}],
+        }
 
     @app.get("/get_server_info")
     async def get_server_info():
@@ -125,10 +156,21 @@ def _one(cache: RadixCache, toks: list[int], p: dict, rid: str) -> dict:
     n = min(max_new, natural)
     finish = {"type": "length", "length": n} if n == max_new and n < natural else {"type": "stop", "matched": EOS}
     cached = cache.match_and_insert(toks)
-    return {"text": " ".join(f"w{(t + i) % 97}" for i, t in enumerate(toks[:n])), "output_ids": toks[:n],
-            "meta_info": {"id": rid, "finish_reason": finish, "prompt_tokens": len(toks), "completion_tokens": n,
-                          "cached_tokens": cached, "reasoning_tokens": 0, "weight_version": "default",
-                          "num_retractions": 0, "e2e_latency": 0.01}}
+    return {
+        "text": " ".join(f"w{(t + i) % 97}" for i, t in enumerate(toks[:n])),
+        "output_ids": toks[:n],
+        "meta_info": {
+            "id": rid,
+            "finish_reason": finish,
+            "prompt_tokens": len(toks),
+            "completion_tokens": n,
+            "cached_tokens": cached,
+            "reasoning_tokens": 0,
+            "weight_version": "default",
+            "num_retractions": 0,
+            "e2e_latency": 0.01,
+        },
+    }
 
 
 class StandinServer:

@@ -11,8 +11,11 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.runtime == "simulated":
         from blendserve.core.runtime.simulated import SimulatedRuntime
 
-        return SimulatedRuntime(PerfModel.preset(gpu=settings.gpu), settings.model_name or "simulated",
-                                time_scale=settings.simulated_time_scale)
+        return SimulatedRuntime(
+            PerfModel.preset(gpu=settings.gpu),
+            settings.model_name or "simulated",
+            time_scale=settings.simulated_time_scale,
+        )
     if settings.runtime == "local":
         from blendserve.core.runtime.local import LocalRuntime
 
@@ -20,8 +23,9 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.runtime == "sglang-http":
         from blendserve.core.runtime.sglang_http import SGLangHTTPRuntime
 
-        return SGLangHTTPRuntime(settings.sglang_url, PerfModel.preset(gpu=settings.gpu),
-                                 timeout_s=settings.request_timeout_s)
+        return SGLangHTTPRuntime(
+            settings.sglang_url, PerfModel.preset(gpu=settings.gpu), timeout_s=settings.request_timeout_s
+        )
     if settings.runtime == "sglang-engine":
         from blendserve.core.runtime.sglang_engine import SGLangEngineRuntime
 

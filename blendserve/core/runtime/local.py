@@ -81,8 +81,14 @@ class LocalRuntime:
         self.settings = settings
         self.batch_size = settings.local_batch_size
         perf = PerfModel(SMOLLM2, CPU)
-        self.info = ModelInfo(settings.model_name or MODEL_NAME, self.batch_size * 2048, 8192, perf,
-                              max_concurrency=self.batch_size * 2, supports=frozenset({"logprobs", "seed", "n"}))
+        self.info = ModelInfo(
+            settings.model_name or MODEL_NAME,
+            self.batch_size * 2048,
+            8192,
+            perf,
+            max_concurrency=self.batch_size * 2,
+            supports=frozenset({"logprobs", "seed", "n"}),
+        )
         self.tokenizer: HFTokenizer | None = None
         self.model = None
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
@@ -98,8 +104,11 @@ class LocalRuntime:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-        path = Path(self.settings.model_path) if self.settings.model_path else ensure_converted(
-            self.settings.model_cache_dir, packaged_gguf())
+        path = (
+            Path(self.settings.model_path)
+            if self.settings.model_path
+            else ensure_converted(self.settings.model_cache_dir, packaged_gguf())
+        )
         self.tokenizer = HFTokenizer(AutoTokenizer.from_pretrained(path))
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
@@ -146,8 +155,14 @@ class LocalRuntime:
 def _batch_key(request: GenerateRequest) -> tuple:
     p = request.params
     sampling = p.temperature > 0
-    return (sampling, p.temperature if sampling else 0.0, p.top_p if sampling else 1.0, p.seed, p.logprobs,
-            p.top_logprobs)
+    return (
+        sampling,
+        p.temperature if sampling else 0.0,
+        p.top_p if sampling else 1.0,
+        p.seed,
+        p.logprobs,
+        p.top_logprobs,
+    )
 
 
 __all__ = ["LocalRuntime", "Choice", "GenerateResult"]

@@ -15,15 +15,20 @@ def generate_batch(model, tokenizer, requests: list[GenerateRequest]) -> list[Ge
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for j, (r, _) in enumerate(rows):
-        ids[j, width - len(r.input_ids):] = torch.tensor(r.input_ids)
-        mask[j, width - len(r.input_ids):] = 1
+        ids[j, width - len(r.input_ids) :] = torch.tensor(r.input_ids)
+        mask[j, width - len(r.input_ids) :] = 1
     p = requests[0].params
     if p.seed is not None:
         torch.manual_seed(p.seed)
     sample = p.temperature > 0
-    kwargs = dict(do_sample=sample, max_new_tokens=max(r.params.max_new_tokens for r in requests),
-                  pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, return_dict_in_generate=True,
-                  output_scores=p.logprobs)
+    kwargs = dict(
+        do_sample=sample,
+        max_new_tokens=max(r.params.max_new_tokens for r in requests),
+        pad_token_id=pad,
+        eos_token_id=tokenizer.eos_token_id,
+        return_dict_in_generate=True,
+        output_scores=p.logprobs,
+    )
     if sample:
         kwargs.update(temperature=p.temperature, top_p=p.top_p)
     else:
@@ -58,11 +63,23 @@ def _choice(tokenizer, request: GenerateRequest, tokens, logprobs) -> Choice:
             row = logprobs[pos]
             top = row.topk(max(1, request.params.top_logprobs)) if request.params.top_logprobs else None
             token_text = tokenizer.decode([tok])
-            entries.append({"token": token_text, "logprob": float(row[tok]), "bytes": list(token_text.encode()),
-                            "top_logprobs": [] if top is None else [
-                                {"token": tokenizer.decode([int(t)]), "logprob": float(v),
-                                 "bytes": list(tokenizer.decode([int(t)]).encode())}
-                                for v, t in zip(top.values.tolist(), top.indices.tolist(), strict=True)]})
+            entries.append(
+                {
+                    "token": token_text,
+                    "logprob": float(row[tok]),
+                    "bytes": list(token_text.encode()),
+                    "top_logprobs": []
+                    if top is None
+                    else [
+                        {
+                            "token": tokenizer.decode([int(t)]),
+                            "logprob": float(v),
+                            "bytes": list(tokenizer.decode([int(t)]).encode()),
+                        }
+                        for v, t in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+                    ],
+                }
+            )
     # completion_tokens counts what was generated (EOS included, as OpenAI does), not the trimmed text
     generated = len(kept) + (1 if finish == "stop" and len(kept) < limit and not request.params.stop else 0)
     return Choice(text, max(1, generated) if kept or finish == "stop" else 0, finish, entries)

@@ -29,8 +29,14 @@ class SGLangEngineRuntime:
         self.settings = settings
         self.engine_kwargs = {"schedule_policy": "fcfs", **engine_kwargs}
         self.perf = PerfModel.preset(gpu=settings.gpu)
-        self.info = ModelInfo(settings.model_name or settings.model_path, self.perf.kv_capacity_tokens, 32768,
-                              self.perf, 256, frozenset({"logprobs", "seed", "n"}))
+        self.info = ModelInfo(
+            settings.model_name or settings.model_path,
+            self.perf.kv_capacity_tokens,
+            32768,
+            self.perf,
+            256,
+            frozenset({"logprobs", "seed", "n"}),
+        )
         self.engine = None
         self.tokenizer: EngineTokenizer | None = None
 
@@ -47,9 +53,12 @@ class SGLangEngineRuntime:
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         n = request.params.n
         out = await self.engine.async_generate(
-            input_ids=[list(request.input_ids)] * n, sampling_params=[sampling_params(request)] * n,
-            rid=[f"{request.rid}.{i}" for i in range(n)], return_logprob=request.params.logprobs,
-            top_logprobs_num=request.params.top_logprobs or None)
+            input_ids=[list(request.input_ids)] * n,
+            sampling_params=[sampling_params(request)] * n,
+            rid=[f"{request.rid}.{i}" for i in range(n)],
+            return_logprob=request.params.logprobs,
+            top_logprobs_num=request.params.top_logprobs or None,
+        )
         return _result(request, out if isinstance(out, list) else [out])
 
     async def abort(self, rid: str) -> None:

@@ -16,8 +16,13 @@ from blendserve.core.runtime.base import Choice, GenerateRequest, GenerateResult
 def sampling_params(req: GenerateRequest) -> dict:
     """OpenAI-side params -> SGLang's sampling_params keys (unknown keys are an HTTP 400 in SGLang)."""
     p = req.params
-    out = {"max_new_tokens": p.max_new_tokens, "temperature": p.temperature, "top_p": p.top_p,
-           "frequency_penalty": p.frequency_penalty, "presence_penalty": p.presence_penalty}
+    out = {
+        "max_new_tokens": p.max_new_tokens,
+        "temperature": p.temperature,
+        "top_p": p.top_p,
+        "frequency_penalty": p.frequency_penalty,
+        "presence_penalty": p.presence_penalty,
+    }
     if p.stop:
         out["stop"] = list(p.stop)
     if p.seed is not None:
@@ -50,8 +55,9 @@ class SGLangHTTPRuntime:
         self.perf = perf
         self.client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
         self.tokenizer = HTTPTokenizer(self.base_url, 60.0)
-        self.info = ModelInfo("unknown", perf.kv_capacity_tokens, 32768, perf, max_concurrency,
-                              frozenset({"logprobs", "seed", "n"}))
+        self.info = ModelInfo(
+            "unknown", perf.kv_capacity_tokens, 32768, perf, max_concurrency, frozenset({"logprobs", "seed", "n"})
+        )
 
     async def _get_json(self, *paths: str) -> dict:
         """First path that answers 200 (0.5.23 names, then the deprecated aliases of older servers)."""
@@ -69,9 +75,14 @@ class SGLangHTTPRuntime:
         models = await self._get_json("/v1/models")
         name = model.get("served_model_name") or model.get("model_path") or "sglang-model"
         context = next((m.get("max_model_len") for m in models.get("data", []) if m.get("max_model_len")), None)
-        self.info = ModelInfo(name, int(server.get("max_total_num_tokens") or self.perf.kv_capacity_tokens),
-                              int(context or server.get("max_req_input_len") or 32768), self.perf,
-                              self.info.max_concurrency, self.info.supports)
+        self.info = ModelInfo(
+            name,
+            int(server.get("max_total_num_tokens") or self.perf.kv_capacity_tokens),
+            int(context or server.get("max_req_input_len") or 32768),
+            self.perf,
+            self.info.max_concurrency,
+            self.info.supports,
+        )
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -83,18 +94,24 @@ class SGLangHTTPRuntime:
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         n = request.params.n
         rids = [request.rid] if n == 1 else [f"{request.rid}.{i}" for i in range(n)]
-        payload = {"input_ids": [list(request.input_ids)] * n, "sampling_params": [sampling_params(request)] * n,
-                   "rid": rids, "stream": False}
+        payload = {
+            "input_ids": [list(request.input_ids)] * n,
+            "sampling_params": [sampling_params(request)] * n,
+            "rid": rids,
+            "stream": False,
+        }
         if request.params.logprobs:
-            payload.update(return_logprob=True, top_logprobs_num=request.params.top_logprobs,
-                           return_text_in_logprobs=True)
+            payload.update(
+                return_logprob=True, top_logprobs_num=request.params.top_logprobs, return_text_in_logprobs=True
+            )
         try:
             resp = await self.client.post("/generate", json=payload)
         except httpx.HTTPError as exc:
             raise RuntimeError_(f"SGLang unreachable: {exc}") from exc
         if resp.status_code >= 400:
-            raise RuntimeError_(f"SGLang /generate {resp.status_code}: {resp.text[:300]}",
-                                retryable=resp.status_code >= 500)
+            raise RuntimeError_(
+                f"SGLang /generate {resp.status_code}: {resp.text[:300]}", retryable=resp.status_code >= 500
+            )
         items = resp.json()
         items = items if isinstance(items, list) else [items]
         return _result(request, items)
@@ -112,10 +129,23 @@ def _result(request: GenerateRequest, items: list[dict]) -> GenerateResult:
         logprobs = None
         if "output_token_logprobs" in meta:
             tops = meta.get("output_top_logprobs") or [None] * len(meta["output_token_logprobs"])
-            logprobs = [{"token": text or "", "logprob": lp, "bytes": list((text or "").encode()),
-                         "top_logprobs": [{"token": t or "", "logprob": v, "bytes": list((t or "").encode())}
-                                          for v, _, t in (top or [])]}
-                        for (lp, _, text), top in zip(meta["output_token_logprobs"], tops, strict=False)]
-        choices.append(Choice(item.get("text", ""), meta["completion_tokens"],
-                              "length" if finish.get("type") == "length" else "stop", logprobs))
+            logprobs = [
+                {
+                    "token": text or "",
+                    "logprob": lp,
+                    "bytes": list((text or "").encode()),
+                    "top_logprobs": [
+                        {"token": t or "", "logprob": v, "bytes": list((t or "").encode())} for v, _, t in (top or [])
+                    ],
+                }
+                for (lp, _, text), top in zip(meta["output_token_logprobs"], tops, strict=False)
+            ]
+        choices.append(
+            Choice(
+                item.get("text", ""),
+                meta["completion_tokens"],
+                "length" if finish.get("type") == "length" else "stop",
+                logprobs,
+            )
+        )
     return GenerateResult(request.rid, tuple(choices), prompt, cached, retractions)

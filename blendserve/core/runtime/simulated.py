@@ -29,11 +29,17 @@ class ByteTokenizer:
 
 
 class SimulatedRuntime:
-    def __init__(self, perf: PerfModel | None = None, model_name: str = "simulated", time_scale: float = 0.0,
-                 max_concurrency: int = 256) -> None:
+    def __init__(
+        self,
+        perf: PerfModel | None = None,
+        model_name: str = "simulated",
+        time_scale: float = 0.0,
+        max_concurrency: int = 256,
+    ) -> None:
         perf = perf or PerfModel.preset()
-        self.info = ModelInfo(model_name, perf.kv_capacity_tokens, 32768, perf, max_concurrency,
-                              frozenset({"seed", "n"}))
+        self.info = ModelInfo(
+            model_name, perf.kv_capacity_tokens, 32768, perf, max_concurrency, frozenset({"seed", "n"})
+        )
         self.tokenizer = ByteTokenizer()
         self.time_scale = time_scale
         self._blocks: OrderedDict[bytes, None] = OrderedDict()
@@ -52,7 +58,7 @@ class SimulatedRuntime:
     def _cached(self, ids: tuple[int, ...]) -> int:
         cached, digest, hit = 0, hashlib.blake2b(digest_size=16), True
         for start in range(0, len(ids) - len(ids) % BLOCK, BLOCK):
-            digest.update(bytes(str(ids[start:start + BLOCK]), "ascii"))
+            digest.update(bytes(str(ids[start : start + BLOCK]), "ascii"))
             key = digest.digest()
             if hit and key in self._blocks:
                 cached += BLOCK
@@ -72,8 +78,10 @@ class SimulatedRuntime:
         cached = self._cached(request.input_ids)
         if self.time_scale > 0:
             perf = self.info.perf
-            await asyncio.sleep(self.time_scale * (perf.comp(len(request.input_ids) - cached, n_out)
-                                                   + perf.mem(len(request.input_ids), n_out)))
+            await asyncio.sleep(
+                self.time_scale
+                * (perf.comp(len(request.input_ids) - cached, n_out) + perf.mem(len(request.input_ids), n_out))
+            )
         finish = "length" if n_out == request.params.max_new_tokens else "stop"
         text = f"[simulated output: {n_out} tokens]"
         choices = tuple(Choice(text, n_out, finish) for _ in range(request.params.n))
