@@ -33,7 +33,8 @@ def run_policy(
     elif name == "dfs":
         policy = policies.dfs(requests, perf, pool)
     else:
-        policy = policies.BlendPolicy(requests, perf, pool, kv_budget=cfg.kv_capacity)
+        blend = "kv" if name == "blend-alg3" else "rate"
+        policy = policies.BlendPolicy(requests, perf, pool, kv_budget=cfg.kv_capacity, blend=blend)
     return simulate(policy, perf, cfg, len(requests))
 
 
@@ -50,7 +51,7 @@ def run_schedule_bench(args: argparse.Namespace) -> int:
         for mode in modes:
             cfg = EngineConfig(kv_capacity=perf.kv_capacity_tokens, overlap=MODES[mode])
             results = {}
-            for name in ("fcfs", "random", "dfs", "blendserve"):
+            for name in ("fcfs", "random", "dfs", "blend-alg3", "blendserve"):
                 t0 = time.perf_counter()
                 results[name] = (run_policy(name, requests, perf, pool, cfg, args.seed), time.perf_counter() - t0)
             dfs, fcfs = results["dfs"][0], results["fcfs"][0]

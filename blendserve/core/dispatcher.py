@@ -57,13 +57,17 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._new_work = True
+        self._last_sweep = 0.0
         self.stats = {"dispatched": 0, "succeeded": 0, "failed": 0, "retried": 0, "finalized": 0}
 
     @property
     def model_ids(self) -> list[str]:
         return [self.runtime.info.name]
 
-    def wake(self) -> None:
+    def wake(self, new_work: bool = True) -> None:
+        """new_work: batches were created or cancelled (load and housekeep now); False: a result landed."""
+        self._new_work = self._new_work or new_work
         self._wake.set()
 
     def describe(self) -> dict:
@@ -112,8 +116,11 @@ class Dispatcher:
     async def tick(self) -> None:
         if not await self._hold_lease():
             return
-        await self._load()
-        await self._housekeeping()
+        now = time.monotonic()
+        if self._new_work or now - self._last_sweep >= 0.5:  # results alone only need a dispatch
+            self._new_work, self._last_sweep = False, now
+            await self._load()
+            await self._housekeeping()
         await self._dispatch()
 
     async def _hold_lease(self) -> bool:
@@ -277,9 +284,10 @@ class Dispatcher:
         except Exception as exc:  # runtime errors and timeouts: retry with backoff, then a per-line error
             await self._retry_or_fail(entry, attempt, exc)
         finally:
+            self.scanner.done(entry.treq)
             self.inflight[entry.side] -= entry.treq.footprint
             self.running.pop(row.id, None)
-            self.wake()
+            self.wake(new_work=False)
 
     async def _retry_or_fail(self, entry: Entry, attempt: int, exc: Exception) -> None:
         row = entry.row

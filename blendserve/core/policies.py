@@ -7,7 +7,7 @@ from collections import deque
 
 from blendserve.core.perf_model import PerfModel
 from blendserve.core.prefix_tree import PrefixTree, TreeRequest
-from blendserve.core.scanner import LEFT, DualScanner, dfs_order
+from blendserve.core.scanner import LEFT, DualScanner, dfs_order, sample_requests
 from blendserve.core.simulator import Engine, ListPolicy, SimRequest
 from blendserve.core.workloads import TokenPool
 
@@ -39,17 +39,30 @@ class BlendPolicy:
     number of observations doubles (paper §5.4: learn d from the requests that ran)."""
 
     def __init__(
-        self, requests: list[SimRequest], perf: PerfModel, pool: TokenPool, kv_budget: float, refill: int = 64
+        self,
+        requests: list[SimRequest],
+        perf: PerfModel,
+        pool: TokenPool,
+        kv_budget: float,
+        refill: int = 64,
+        sample_fraction: float = 0.01,
+        blend: str = "rate",
     ) -> None:
         self.pool = pool
         self.tree = build_tree(requests, perf, pool)
-        self.scanner = DualScanner(self.tree)
+        self.scanner = DualScanner(self.tree, blend=blend)
         self.kv_budget = kv_budget
         self.refill = refill
         self.queue: deque[tuple[TreeRequest, str]] = deque()
         self.inflight = {LEFT: 0.0, "R": 0.0}
         self.sent: dict[int, tuple[float, str, TreeRequest]] = {}
         self.observed = 0
+        samples = sample_requests(self.tree, sample_fraction) if sample_fraction > 0 else []
+        self.samples = len(samples)
+        for req in samples:
+            self.inflight[LEFT] += req.footprint
+            self.sent[req.key] = (req.footprint, LEFT, req)
+        self.queue.extend((req, LEFT) for req in samples)
 
     def peek(self, engine: Engine) -> SimRequest | None:
         if not self.queue:
@@ -72,7 +85,8 @@ class BlendPolicy:
     def on_finish(self, req: SimRequest, engine: Engine) -> None:
         cost, side, treq = self.sent.pop(req.rid)
         self.inflight[side] -= cost
+        self.scanner.done(treq)
         self.tree.observe(treq.tokens, req.output_len)
         self.observed += 1
-        if self.observed >= 64 and self.observed & (self.observed - 1) == 0:
+        if (self.observed >= 16 and self.observed & (self.observed - 1) == 0) or self.observed == self.samples:
             self.scanner.invalidate()

@@ -3,8 +3,8 @@
 blend_order() lays the pending requests out depth-first with every node's children sorted by density rho,
 compute-heavy on the left; a few mixed nodes are split in two (their prefix is then prefilled twice) when that
 moves memory-heavy work to the right, within a recompute budget that keeps >= 99% of prefix sharing.
-DualScanner walks that order from both ends at once and splits the in-flight KV budget between the two
-cursors so that the running blend has the remaining tree's density (Alg. 3).
+DualScanner walks that order from both ends at once, the left cursor feeding compute-heavy work and the right
+memory-heavy work, so that the running blend has the remaining tree's density (Alg. 3; see next_requests).
 
 Where the paper is silent:
 - split fraction outside [0, 1] (both windows denser, or both sparser, than the root): clipped, so all of the
@@ -127,6 +127,31 @@ def dfs_order(tree: PrefixTree) -> list[TreeRequest]:
     return out
 
 
+def sample_requests(tree: PrefixTree, fraction: float = 0.01, cap: int = 512) -> list[TreeRequest]:
+    """Paper §5.4: a small stratified sample to run first, so output lengths are learned for every shared-prefix
+    group before the order matters. Groups are the nodes that hold requests' parents (requests with the same
+    shared prefix); each gets max(1, fraction of its size) evenly spaced picks, at most `cap` in all, largest
+    groups first. The picks leave the tree."""
+    groups: dict[int, list[TreeRequest]] = {}
+    for req in tree.iter_subtree(tree.root):
+        anchor = req.node.parent if req.node is not None and req.node.parent is not None else req.node
+        groups.setdefault(id(anchor), []).append(req)
+    picks: list[TreeRequest] = []
+    for members in sorted(groups.values(), key=len, reverse=True):
+        if len(members) < 2:
+            continue  # a group of one teaches nothing about its siblings
+        k = max(1, round(fraction * len(members)))
+        step = len(members) / k
+        picks.extend(members[int(i * step)] for i in range(k))
+        if len(picks) >= cap:
+            break
+    picks = picks[:cap]
+    for req in picks:
+        req.footprint = footprint(req)
+        tree.remove(req)
+    return picks
+
+
 def split_fraction(rho_left: float, rho_right: float, rho_target: float) -> float:
     """Share x of the KV budget for the left cursor so x*rho_L + (1-x)*rho_R = rho_target, clipped to [0,1]
     (so all of it goes to the side nearer the target when the target lies outside both windows; this also
@@ -139,7 +164,10 @@ def split_fraction(rho_left: float, rho_right: float, rho_target: float) -> floa
 class DualScanner:
     """Two cursors over blend_order(): left takes compute-heavy work, right memory-heavy, each in DFS order."""
 
-    def __init__(self, tree: PrefixTree, window: int = 32, split_budget: float = 0.01) -> None:
+    def __init__(self, tree: PrefixTree, window: int = 32, split_budget: float = 0.01, blend: str = "rate") -> None:
+        if blend not in ("rate", "kv"):
+            raise ValueError("blend is 'rate' (running per-step rates) or 'kv' (Alg. 3 KV split)")
+        self.blend = blend
         self.tree = tree
         self.window = window
         self.split_budget = split_budget
@@ -149,6 +177,8 @@ class DualScanner:
         self.hi = -1
         self.last_split = 0.5
         self.plan = SplitPlan()
+        self.rate_comp = self.rate_mem = 0.0
+        self.taken_rates: dict[object, tuple[float, float]] = {}
 
     def rebuild(self) -> None:
         self.plan = plan_splits(self.tree, self.split_budget)
@@ -184,37 +214,64 @@ class DualScanner:
     def next_requests(
         self, kv_budget: float, inflight_left: float, inflight_right: float, limit: int = 1 << 30
     ) -> list[tuple[TreeRequest, str]]:
-        """Requests to admit now, with their side. A request's KV footprint is footprint(req) (its average KV
-        over its life); `inflight_*` are the caller's sums of footprints per side. The two sides are drawn in
-        proportion to their remaining budgets, so one call interleaves them. Taken requests leave the tree."""
+        """Requests to admit now, each with its side; taken requests leave the tree. `inflight_*` are the
+        caller's sums of footprint() of what it holds per side; call done() when one finishes.
+
+        blend="kv" is Alg. 3 as written: the KV budget is split x : 1-x between the cursors with
+        x*rho_L + (1-x)*rho_R = rho_root (windows of the next requests at each end). blend="rate" (default)
+        keeps the same goal, "the running blend has the remaining tree's rho", but measures the blend as the
+        per-step compute and memory rates of the requests in flight (work / estimated lifetime): KV share is
+        a poor proxy for memory time when shared prefixes sit in the cache once, and a short compute-heavy
+        request finishes its work long before a long one does (bench numbers in README)."""
         if self._built_at != self.tree.inserts:
             self.rebuild()
         self._skip_removed()
         if self.lo > self.hi:
             return []
         rho_root = self.tree.rho(self.tree.root) if self.tree.root.mem > 0 else 1.0
-        x = split_fraction(self._window_rho(LEFT), self._window_rho(RIGHT), rho_root)
-        self.last_split = x
-        left, right = x * kv_budget - inflight_left, (1 - x) * kv_budget - inflight_right
-        picked: list[tuple[TreeRequest, str]] = []
+        self.last_split = split_fraction(self._window_rho(LEFT), self._window_rho(RIGHT), rho_root)
+        x = self.last_split
+        budgets = {LEFT: x * kv_budget - inflight_left, RIGHT: (1 - x) * kv_budget - inflight_right}
+        room = kv_budget - inflight_left - inflight_right
         idle = inflight_left + inflight_right == 0
+        picked: list[tuple[TreeRequest, str]] = []
         while len(picked) < limit and self.lo <= self.hi:
-            side = LEFT if left >= right else RIGHT
+            side = self._choose_side(budgets, rho_root)
             req = self.order[self.lo] if side == LEFT else self.order[self.hi]
             cost = footprint(req)
-            req.footprint = cost
-            if cost > max(left, right) and not (idle and not picked):
+            if cost > (room if self.blend == "rate" else budgets[side]) and not (idle and not picked):
                 break  # (an idle runtime always gets at least one request, however large)
-            if side == LEFT:
-                self.lo += 1
-                left -= cost
-            else:
-                self.hi -= 1
-                right -= cost
-            self.tree.remove(req)
+            self._take(req, side, cost)
+            budgets[side] -= cost
+            room -= cost
             picked.append((req, side))
-            self._skip_removed()
         return picked
+
+    def _choose_side(self, budgets: dict[str, float], rho_root: float) -> str:
+        if self.blend == "rate":
+            return LEFT if self.rate_comp < rho_root * self.rate_mem else RIGHT
+        return LEFT if budgets[LEFT] >= budgets[RIGHT] else RIGHT
+
+    def _take(self, req: TreeRequest, side: str, cost: float) -> None:
+        life = req.d_est + 1.0  # steps it will hold its place: decode steps plus (about) one of prefill
+        comp_rate = _req_comp_tokens(req) * self.tree.perf.comp_per_token / life
+        mem_rate = req.mem / life
+        self.rate_comp += comp_rate
+        self.rate_mem += mem_rate
+        self.taken_rates[req.key] = (comp_rate, mem_rate)
+        req.footprint = cost
+        if side == LEFT:
+            self.lo += 1
+        else:
+            self.hi -= 1
+        self.tree.remove(req)
+        self._skip_removed()
+
+    def done(self, req: TreeRequest) -> None:
+        """A taken request finished (or failed, or went back): its per-step rates leave the running blend."""
+        comp_rate, mem_rate = self.taken_rates.pop(req.key, (0.0, 0.0))
+        self.rate_comp -= comp_rate
+        self.rate_mem -= mem_rate
 
 
 def footprint(req: TreeRequest) -> float:
