@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import orjson
@@ -59,7 +61,13 @@ class Dispatcher:
         self._stopping = False
         self._new_work = True
         self._last_sweep = 0.0
+        # One thread does all of this dispatcher's database work: SQLite takes one writer at a time, and
+        # several threads contending for its lock back off in sleeps of up to 100 ms each.
+        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dispatcher-db")
         self.stats = {"dispatched": 0, "succeeded": 0, "failed": 0, "retried": 0, "finalized": 0}
+
+    async def _db(self, fn, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, functools.partial(fn, *args, **kwargs))
 
     @property
     def model_ids(self) -> list[str]:
@@ -96,8 +104,9 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)
         if self.holding:  # rows left in_flight go back to pending when the next holder takes over
-            await asyncio.to_thread(ds.release_lease, self.db, LEASE, self.holder)
+            await self._db(ds.release_lease, self.db, LEASE, self.holder)
         await self.runtime.close()
+        self._db_thread.shutdown(wait=True)
 
     # ---- loop ---------------------------------------------------------------------------------------
     async def _loop(self) -> None:
@@ -127,9 +136,9 @@ class Dispatcher:
         now = time.monotonic()
         if self.holding and now - self.lease_renewed < self.settings.lease_seconds / 3:
             return True
-        held = await asyncio.to_thread(ds.acquire_lease, self.db, LEASE, self.holder, self.settings.lease_seconds)
+        held = await self._db(ds.acquire_lease, self.db, LEASE, self.holder, self.settings.lease_seconds)
         if held and not self.holding:
-            requeued = await asyncio.to_thread(ds.requeue_in_flight, self.db)
+            requeued = await self._db(ds.requeue_in_flight, self.db)
             log.info(
                 "dispatcher %s active; %d request(s) left in flight by a previous holder requeued",
                 self.holder,
@@ -142,7 +151,7 @@ class Dispatcher:
     # ---- store -> tree ------------------------------------------------------------------------------
     async def _load(self) -> None:
         while True:
-            rows = await asyncio.to_thread(ds.load_pending, self.db, self.last_loaded, LOAD_PAGE)
+            rows = await self._db(ds.load_pending, self.db, self.last_loaded, LOAD_PAGE)
             rows = [r for r in rows if r.id not in self.entries]
             if not rows:
                 return
@@ -150,7 +159,7 @@ class Dispatcher:
             prepared = await asyncio.to_thread(self._prepare, rows)
             for row, tokens, params, problem in prepared:
                 if problem is not None:
-                    await asyncio.to_thread(self._reject, row, problem)
+                    await self._db(self._reject, row, problem)
                     continue
                 treq = TreeRequest(row.id, tokens, params.max_new_tokens * params.n)
                 entry = Entry(row, tokens, params, treq)
@@ -190,16 +199,16 @@ class Dispatcher:
     # ---- cancel / expire / finalize -----------------------------------------------------------------
     async def _housekeeping(self) -> None:
         now = ids.now()
-        for batch_id, status, expires_at in await asyncio.to_thread(ds.active_batches, self.db):
+        for batch_id, status, expires_at in await self._db(ds.active_batches, self.db):
             if status == "in_progress" and expires_at is not None and expires_at <= now:
                 self._forget_batch(batch_id)
-                if await asyncio.to_thread(finalize.expire, self.db, self.blobs, batch_id):
+                if await self._db(finalize.expire, self.db, self.blobs, batch_id):
                     self.stats["finalized"] += 1
                 continue
             if status == "cancelling":
                 self._forget_batch(batch_id, keep_running=True)
             idle = status != "in_progress" or not self.by_batch.get(batch_id)
-            if idle and await asyncio.to_thread(finalize.finalize_if_idle, self.db, self.blobs, batch_id):
+            if idle and await self._db(finalize.finalize_if_idle, self.db, self.blobs, batch_id):
                 self.stats["finalized"] += 1
                 self.by_batch.pop(batch_id, None)
 
@@ -236,7 +245,7 @@ class Dispatcher:
         )
         if not picked:
             return
-        moved = await asyncio.to_thread(ds.mark_in_flight, self.db, [r.key for r, _ in picked])
+        moved = await self._db(ds.mark_in_flight, self.db, [r.key for r, _ in picked])
         for treq, side in picked:
             if treq.key not in moved:  # cancelled or finished meanwhile
                 self._drop(treq.key)
@@ -257,7 +266,7 @@ class Dispatcher:
                 timeout=self.settings.request_timeout_s,
             )
             body = response_body(row.endpoint, self.runtime.info.name, result)
-            landed = await asyncio.to_thread(
+            landed = await self._db(
                 ds.record_result,
                 self.db,
                 row.id,
@@ -279,7 +288,7 @@ class Dispatcher:
             self._drop(row.id)
             raise
         except UnsupportedParameter as exc:
-            await asyncio.to_thread(self._reject, row, exc)
+            await self._db(self._reject, row, exc)
             self._drop(row.id)
         except Exception as exc:  # runtime errors and timeouts: retry with backoff, then a per-line error
             await self._retry_or_fail(entry, attempt, exc)
@@ -297,7 +306,7 @@ class Dispatcher:
             self.stats["retried"] += 1
             log.warning("request %s attempt %d failed (%s); retrying", row.id, attempt, message)
             await asyncio.sleep(self.settings.retry_backoff_s * 2 ** (attempt - 1))
-            await asyncio.to_thread(ds.return_to_pending, self.db, row.id)
+            await self._db(ds.return_to_pending, self.db, row.id)
             entry.row = ds.PendingRow(row.id, row.batch_id, row.body, row.endpoint, row.model, attempt)
             if row.id in self.entries and entry.treq.node is None:
                 self.tree.insert(entry.treq)
@@ -308,7 +317,7 @@ class Dispatcher:
             code="runtime_error",
             type_="server_error",
         )
-        if await asyncio.to_thread(
+        if await self._db(
             ds.record_result,
             self.db,
             row.id,

@@ -141,3 +141,44 @@ def test_tree_changes_under_the_cursors():
     assert not rest_keys & {r.key for r in cancelled} and not rest_keys & got_keys
     expected = {r.key for r in reqs + late} - got_keys - {r.key for r in cancelled}
     assert rest_keys == expected
+
+
+def test_rate_blend_keeps_running_rates_at_root_density_and_done_releases():
+    rng = random.Random(5)
+    tree, reqs = _mixed_tree(rng, n=600)
+    scanner = DualScanner(tree, blend="rate")
+    rho_root = tree.rho(tree.root)
+    picked = scanner.next_requests(kv_budget=20_000, inflight_left=0, inflight_right=0)
+    assert {s for _, s in picked} == {LEFT, RIGHT}
+    # after each pick the side that was short is fed: the running ratio straddles the target
+    ratio = scanner.rate_comp / scanner.rate_mem
+    assert 0.2 * rho_root < ratio < 5 * rho_root
+    for req, _ in picked:
+        scanner.done(req)
+    assert abs(scanner.rate_comp) < 1e-9 and abs(scanner.rate_mem) < 1e-9 and not scanner.taken_rates
+
+
+def test_kv_blend_follows_alg3_split():
+    tree, _ = _mixed_tree(random.Random(6), n=300)
+    scanner = DualScanner(tree, blend="kv")
+    picked = scanner.next_requests(kv_budget=30_000, inflight_left=0, inflight_right=0)
+    x = scanner.last_split
+    assert 0.0 <= x <= 1.0
+    left = sum(r.footprint for r, s in picked if s == LEFT)
+    right = sum(r.footprint for r, s in picked if s == RIGHT)
+    assert left <= x * 30_000 + max(r.footprint for r, _ in picked)
+    assert right <= (1 - x) * 30_000 + max(r.footprint for r, _ in picked)
+    with pytest.raises(ValueError):
+        DualScanner(tree, blend="nope")
+
+
+def test_sampling_is_stratified_and_leaves_the_tree():
+    from blendserve.core.scanner import sample_requests
+
+    tree, reqs = _mixed_tree(random.Random(8), n=500)
+    samples = sample_requests(tree, fraction=0.02)
+    groups = {r.tokens[0] for r in samples}
+    assert groups == {1, 2, 3}  # every shared-prefix group is sampled
+    assert 3 <= len(samples) <= 0.02 * 500 + 3
+    assert all(r.node is None for r in samples) and len(tree) == 500 - len(samples)
+    tree.check_integrity()
