@@ -22,9 +22,15 @@ import orjson
 from blendserve.config import Settings
 from blendserve.core import dispatch_store as ds
 from blendserve.core import finalize, ids
-from blendserve.core.openai_format import error_body, response_body, to_generate
+from blendserve.core.openai_format import embedding_body, error_body, response_body, to_generate
 from blendserve.core.prefix_tree import PrefixTree, TreeRequest
-from blendserve.core.runtime.base import GenerateRequest, Runtime, SamplingParams, UnsupportedParameter
+from blendserve.core.runtime.base import (
+    EmbedParams,
+    GenerateRequest,
+    Runtime,
+    SamplingParams,
+    UnsupportedParameter,
+)
 from blendserve.core.scanner import LEFT, RIGHT, DualScanner
 from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database
@@ -38,7 +44,7 @@ LOAD_PAGE = 2000
 class Entry:
     row: ds.PendingRow
     tokens: list[int]
-    params: SamplingParams
+    params: SamplingParams | EmbedParams
     treq: TreeRequest
     side: str = LEFT
 
@@ -256,16 +262,24 @@ class Dispatcher:
             self.stats["dispatched"] += 1
             self.running[treq.key] = asyncio.create_task(self._run(entry))
 
+    async def _execute(self, entry: Entry, rid: str) -> tuple[dict, int, int, int]:
+        """Run one line; returns (response body, prompt, cached and completion tokens)."""
+        name = self.runtime.info.name
+        if isinstance(entry.params, EmbedParams):
+            embedded = await self.runtime.embed(entry.params)
+            return embedding_body(name, entry.params, embedded), embedded.prompt_tokens, 0, 0
+        result = await self.runtime.generate(GenerateRequest(rid, tuple(entry.tokens), entry.params))
+        body = response_body(entry.row.endpoint, name, result)
+        return body, result.prompt_tokens, result.cached_tokens, result.completion_tokens
+
     async def _run(self, entry: Entry) -> None:
         row = entry.row
         attempt = row.attempts + 1
         rid = f"{row.id}-{attempt}"
         try:
-            result = await asyncio.wait_for(
-                self.runtime.generate(GenerateRequest(rid, tuple(entry.tokens), entry.params)),
-                timeout=self.settings.request_timeout_s,
+            body, prompt, cached, completion = await asyncio.wait_for(
+                self._execute(entry, rid), timeout=self.settings.request_timeout_s
             )
-            body = response_body(row.endpoint, self.runtime.info.name, result)
             landed = await self._db(
                 ds.record_result,
                 self.db,
@@ -276,13 +290,14 @@ class Dispatcher:
                 status_code=200,
                 error_json=None,
                 request_id=ids.request_id(),
-                prompt_tokens=result.prompt_tokens,
-                cached_tokens=result.cached_tokens,
-                completion_tokens=result.completion_tokens,
+                prompt_tokens=prompt,
+                cached_tokens=cached,
+                completion_tokens=completion,
             )
             if landed:
                 self.stats["succeeded"] += 1
-                self.tree.observe(entry.tokens, result.completion_tokens // max(1, entry.params.n))
+                if completion:
+                    self.tree.observe(entry.tokens, completion // max(1, entry.params.n))
             self._drop(row.id)
         except asyncio.CancelledError:
             self._drop(row.id)

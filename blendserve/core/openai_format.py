@@ -5,10 +5,20 @@ goes on. Fields that change nothing for a batch (user, metadata, store, service_
 
 from __future__ import annotations
 
+import base64
 import secrets
+import struct
 import time
 
-from blendserve.core.runtime.base import GenerateResult, ModelInfo, SamplingParams, Tokenizer, UnsupportedParameter
+from blendserve.core.runtime.base import (
+    EmbedParams,
+    EmbedResult,
+    GenerateResult,
+    ModelInfo,
+    SamplingParams,
+    Tokenizer,
+    UnsupportedParameter,
+)
 
 IGNORED = {
     "model",
@@ -126,7 +136,48 @@ def to_generate(endpoint: str, body: dict, tokenizer: Tokenizer, info: ModelInfo
             raise UnsupportedParameter("echo, suffix and best_of are not supported.", param="echo")
         ids = _prompt_ids(body.get("prompt"), tokenizer)
         return ids, _sampling(body, info, len(ids), chat=False)
+    if endpoint == "/v1/embeddings":
+        return to_embed(body, tokenizer, info)
     raise UnsupportedParameter(f"The endpoint {endpoint} is not served by this runtime.", param="url")
+
+
+def to_embed(body: dict, tokenizer: Tokenizer, info: ModelInfo) -> tuple[list[int], EmbedParams]:
+    """Embedding inputs -> token ids. Returns the concatenated ids (what the scheduler's tree sees) too."""
+    _check_fields(body, {"input", "encoding_format"})
+    if "embeddings" not in info.supports:
+        raise UnsupportedParameter("This runtime's model does not serve embeddings.", param="url")
+    raw = body.get("input")
+    if isinstance(raw, str) or (isinstance(raw, list) and raw and all(isinstance(t, int) for t in raw)):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw or len(raw) > 2048:
+        raise UnsupportedParameter("input must be a string, token ids, or a list of up to 2048 of them.", param="input")
+    inputs = []
+    for item in raw:
+        ids = tokenizer.encode_text(item) if isinstance(item, str) else item
+        if not isinstance(ids, list) or not ids or not all(isinstance(t, int) and t >= 0 for t in ids):
+            raise UnsupportedParameter("Each input must be a non-empty string or list of token ids.", param="input")
+        if len(ids) > info.max_context_tokens:
+            raise UnsupportedParameter("An input is longer than the model's context.", param="input")
+        inputs.append(tuple(ids))
+    fmt = body.get("encoding_format") or "float"
+    if fmt not in ("float", "base64"):
+        raise UnsupportedParameter("encoding_format must be 'float' or 'base64'.", param="encoding_format")
+    return [t for ids in inputs for t in ids], EmbedParams(tuple(inputs), fmt)
+
+
+def embedding_body(model: str, params: EmbedParams, result: EmbedResult) -> dict:
+    def encode(vec: tuple[float, ...]):
+        if params.encoding_format == "base64":
+            return base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+        return list(vec)
+
+    data = [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(result.vectors)]
+    return {
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+    }
 
 
 def _prompt_ids(prompt: object, tokenizer: Tokenizer) -> list[int]:

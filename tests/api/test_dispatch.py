@@ -159,3 +159,36 @@ async def test_one_dispatcher_per_database(db_url, tmp_path):
     ds.release_lease(db, "t", "a")
     assert ds.acquire_lease(db, "t", "b", 30)
     db.dispose()
+
+
+async def test_embeddings_batch(db_url, tmp_path):
+    import base64
+    import struct
+
+    async with running_client(_app(db_url, tmp_path, SimulatedRuntime(model_name="emb"))) as c:
+        objs = [
+            {"custom_id": "e0", "method": "POST", "url": "/v1/embeddings", "body": {"model": "m", "input": "hi"}},
+            {
+                "custom_id": "e1",
+                "method": "POST",
+                "url": "/v1/embeddings",
+                "body": {"model": "m", "input": ["a", [5, 6, 7]], "encoding_format": "base64"},
+            },
+            {
+                "custom_id": "e2",
+                "method": "POST",
+                "url": "/v1/embeddings",
+                "body": {"model": "m", "input": "x", "dimensions": 8},
+            },
+        ]
+        done = await _wait(c, (await upload_batch(c, objs, endpoint="/v1/embeddings")).json()["id"])
+        assert done["request_counts"] == {"total": 3, "completed": 2, "failed": 1}
+        out = {x["custom_id"]: x["response"]["body"] for x in await _lines(c, done["output_file_id"])}
+        assert out["e0"]["object"] == "list" and out["e0"]["data"][0]["object"] == "embedding"
+        vec = out["e0"]["data"][0]["embedding"]
+        assert len(vec) == 64 and abs(sum(v * v for v in vec) - 1) < 1e-6
+        packed = out["e1"]["data"][1]["embedding"]
+        assert len(struct.unpack("<64f", base64.b64decode(packed))) == 64
+        assert out["e1"]["usage"]["prompt_tokens"] == 1 + 3
+        err = await _lines(c, done["error_file_id"])
+        assert err[0]["response"]["body"]["error"]["param"] == "dimensions"

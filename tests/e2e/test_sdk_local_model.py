@@ -67,5 +67,32 @@ def test_sdk_batch_completes_on_the_cpu_model(tmp_path):
         assert answer["usage"]["completion_tokens"] <= 12
         lp = out["c0"]["response"]["body"]["choices"][0]["logprobs"]["content"]
         assert lp and len(lp[0]["top_logprobs"]) == 2
+
+        emb_path = tmp_path / "emb.jsonl"
+        emb_path.write_bytes(
+            to_jsonl(
+                [
+                    {
+                        "custom_id": f"e{i}",
+                        "method": "POST",
+                        "url": "/v1/embeddings",
+                        "body": {"model": "SmolLM2-135M-Instruct", "input": text},
+                    }
+                    for i, text in enumerate(["The cat sat.", "A cat was sitting.", "Tax law"])
+                ]
+            )
+        )
+        emb_file = client.files.create(file=emb_path.open("rb"), purpose="batch")
+        emb = client.batches.create(input_file_id=emb_file.id, endpoint="/v1/embeddings", completion_window="24h")
+        while (emb := client.batches.retrieve(emb.id)).status not in ("completed", "failed", "expired"):
+            assert time.time() < deadline + 120, emb
+            time.sleep(0.5)
+        assert emb.status == "completed" and emb.request_counts.completed == 3
+        rows = {
+            x["custom_id"]: x["response"]["body"]["data"][0]["embedding"]
+            for x in map(json.loads, client.files.content(emb.output_file_id).text.splitlines())
+        }
+        dot = lambda a, b: sum(x * y for x, y in zip(a, b, strict=True))  # noqa: E731
+        assert len(rows["e0"]) == 576 and dot(rows["e0"], rows["e1"]) > dot(rows["e0"], rows["e2"])
     finally:
         server.stop()

@@ -30,6 +30,25 @@ class SamplingParams:
 
 
 @dataclass(frozen=True)
+class EmbedParams:
+    """An /v1/embeddings line: one or more inputs, each already token ids."""
+
+    inputs: tuple[tuple[int, ...], ...]
+    encoding_format: str = "float"
+
+    # the dispatcher treats every line alike; an embedding line "generates" nothing
+    max_new_tokens: int = 1
+    n: int = 1
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    vectors: tuple[tuple[float, ...], ...]
+    prompt_tokens: int
+    simulated: bool = False
+
+
+@dataclass(frozen=True)
 class GenerateRequest:
     rid: str  # unique among requests in flight (row id + attempt)
     input_ids: tuple[int, ...]
@@ -97,5 +116,6 @@ class Runtime(Protocol):
 
     async def start(self) -> None: ...
     async def generate(self, request: GenerateRequest) -> GenerateResult: ...
+    async def embed(self, params: EmbedParams) -> EmbedResult: ...
     async def abort(self, rid: str) -> None: ...
     async def close(self) -> None: ...

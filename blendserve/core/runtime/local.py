@@ -19,7 +19,7 @@ from pathlib import Path
 
 from blendserve.config import Settings
 from blendserve.core.perf_model import GpuSpec, ModelSpec, PerfModel
-from blendserve.core.runtime.base import Choice, GenerateRequest, GenerateResult, ModelInfo
+from blendserve.core.runtime.base import Choice, EmbedParams, EmbedResult, GenerateRequest, GenerateResult, ModelInfo
 
 log = logging.getLogger("blendserve.local")
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -87,12 +87,13 @@ class LocalRuntime:
             8192,
             perf,
             max_concurrency=self.batch_size * 2,
-            supports=frozenset({"logprobs", "seed", "n"}),
+            supports=frozenset({"logprobs", "seed", "n", "embeddings"}),
         )
         self.tokenizer: HFTokenizer | None = None
         self.model = None
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
+        self._embed_lock = asyncio.Lock()
 
     async def start(self) -> None:
         await asyncio.to_thread(self._load)
@@ -124,6 +125,15 @@ class LocalRuntime:
         future = asyncio.get_running_loop().create_future()
         await self._queue.put(_Job(request, future))
         return await future
+
+    async def embed(self, params: EmbedParams) -> EmbedResult:
+        """Mean-pooled, L2-normalised last hidden state of the decoder (576 dimensions). A causal LM is no
+        trained embedding model: fine for similarity between short texts, not a replacement for one."""
+        from blendserve.core.runtime.local_generate import embed_batch
+
+        async with self._embed_lock:
+            vectors = await asyncio.to_thread(embed_batch, self.model, self.tokenizer.tok, params.inputs)
+        return EmbedResult(vectors, sum(len(i) for i in params.inputs))
 
     async def _serve(self) -> None:
         while True:

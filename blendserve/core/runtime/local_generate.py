@@ -83,3 +83,20 @@ def _choice(tokenizer, request: GenerateRequest, tokens, logprobs) -> Choice:
     # completion_tokens counts what was generated (EOS included, as OpenAI does), not the trimmed text
     generated = len(kept) + (1 if finish == "stop" and len(kept) < limit and not request.params.stop else 0)
     return Choice(text, max(1, generated) if kept or finish == "stop" else 0, finish, entries)
+
+
+def embed_batch(model, tokenizer, inputs: tuple[tuple[int, ...], ...]) -> tuple[tuple[float, ...], ...]:
+    import torch
+
+    width = max(len(ids) for ids in inputs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    ids = torch.full((len(inputs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(inputs), width), dtype=torch.long)
+    for j, row in enumerate(inputs):
+        ids[j, : len(row)] = torch.tensor(row)
+        mask[j, : len(row)] = 1
+    with torch.inference_mode():
+        hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+    pooled = (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+    return tuple(tuple(float(x) for x in vec) for vec in pooled.tolist())

@@ -61,6 +61,11 @@ class SGLangEngineRuntime:
         )
         return _result(request, out if isinstance(out, list) else [out])
 
+    async def embed(self, params) -> GenerateResult:
+        from blendserve.core.runtime.base import UnsupportedParameter
+
+        raise UnsupportedParameter("Embeddings need an SGLang embedding model.", param="url")
+
     async def abort(self, rid: str) -> None:
         if self.engine is not None:
             self.engine.tokenizer_manager.abort_request(rid=rid)

@@ -10,7 +10,14 @@ from __future__ import annotations
 import httpx
 
 from blendserve.core.perf_model import PerfModel
-from blendserve.core.runtime.base import Choice, GenerateRequest, GenerateResult, ModelInfo, RuntimeError_
+from blendserve.core.runtime.base import (
+    Choice,
+    GenerateRequest,
+    GenerateResult,
+    ModelInfo,
+    RuntimeError_,
+    UnsupportedParameter,
+)
 
 
 def sampling_params(req: GenerateRequest) -> dict:
@@ -90,6 +97,11 @@ class SGLangHTTPRuntime:
 
     async def abort(self, rid: str) -> None:
         await self.client.post("/abort_request", json={"rid": rid, "abort_all": False})
+
+    async def embed(self, params) -> GenerateResult:
+        raise UnsupportedParameter(
+            "Embeddings need an SGLang embedding model; this adapter serves generation.", param="url"
+        )
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         n = request.params.n

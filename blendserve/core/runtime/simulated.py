@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from collections import OrderedDict
 
 from blendserve.core.perf_model import PerfModel
-from blendserve.core.runtime.base import Choice, GenerateRequest, GenerateResult, ModelInfo
+from blendserve.core.runtime.base import Choice, EmbedParams, EmbedResult, GenerateRequest, GenerateResult, ModelInfo
 
 BLOCK = 16
 
@@ -38,7 +39,7 @@ class SimulatedRuntime:
     ) -> None:
         perf = perf or PerfModel.preset()
         self.info = ModelInfo(
-            model_name, perf.kv_capacity_tokens, 32768, perf, max_concurrency, frozenset({"seed", "n"})
+            model_name, perf.kv_capacity_tokens, 32768, perf, max_concurrency, frozenset({"seed", "n", "embeddings"})
         )
         self.tokenizer = ByteTokenizer()
         self.time_scale = time_scale
@@ -69,6 +70,16 @@ class SimulatedRuntime:
                 if len(self._blocks) > self._max_blocks:
                     self._blocks.popitem(last=False)
         return cached
+
+    async def embed(self, params: EmbedParams) -> EmbedResult:
+        """Deterministic unit vectors from the token ids (simulated, 64 dimensions)."""
+        vectors = []
+        for ids in params.inputs:
+            digest = hashlib.blake2b(str(ids).encode(), digest_size=64).digest()
+            raw = [b - 127.5 for b in digest]
+            norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+            vectors.append(tuple(x / norm for x in raw))
+        return EmbedResult(tuple(vectors), sum(len(i) for i in params.inputs), simulated=True)
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         self.calls += 1
