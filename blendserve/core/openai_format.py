@@ -89,7 +89,7 @@ def _sampling(body: dict, info: ModelInfo, prompt_len: int, chat: bool) -> Sampl
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     if len(stops) > 4 or not all(isinstance(s, str) for s in stops):
         raise UnsupportedParameter("stop must be a string or up to 4 strings.", param="stop")
-    n = body.get("n") or 1
+    n = body.get("n", 1) if body.get("n") is not None else 1
     if not isinstance(n, int) or n < 1 or n > 16:
         raise UnsupportedParameter("n must be an integer from 1 to 16.", param="n")
     if body.get("stream"):
