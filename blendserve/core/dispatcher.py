@@ -31,7 +31,7 @@ from blendserve.core.runtime.base import (
     SamplingParams,
     UnsupportedParameter,
 )
-from blendserve.core.scanner import LEFT, RIGHT, DualScanner
+from blendserve.core.scanner import LEFT, RIGHT, DualScanner, sample_requests
 from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database
 
@@ -67,6 +67,9 @@ class Dispatcher:
         self._stopping = False
         self._new_work = True
         self._last_sweep = 0.0
+        self._needs_sample = False  # new lines arrived: run a small sample of each new group first
+        self._observed = 0
+        self._next_rebuild = 16
         # One thread does all of this dispatcher's database work: SQLite takes one writer at a time, and
         # several threads contending for its lock back off in sleeps of up to 100 ms each.
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dispatcher-db")
@@ -173,6 +176,7 @@ class Dispatcher:
                 self.entries[row.id] = entry
                 self.by_batch.setdefault(row.batch_id, set()).add(row.id)
                 self.tree.insert(treq)
+                self._needs_sample = True
             if len(rows) < LOAD_PAGE:
                 return
 
@@ -246,8 +250,15 @@ class Dispatcher:
         room = cap - len(self.running)
         if room <= 0 or not len(self.tree):
             return
-        picked = self.scanner.next_requests(
-            float(self.runtime.info.kv_capacity_tokens), self.inflight[LEFT], self.inflight[RIGHT], limit=room
+        picked: list[tuple[TreeRequest, str]] = []
+        if self._needs_sample:
+            self._needs_sample = False
+            picked = [(r, LEFT) for r in sample_requests(self.tree, cap=max(1, room // 2), unobserved_only=True)]
+        picked += self.scanner.next_requests(
+            float(self.runtime.info.kv_capacity_tokens),
+            self.inflight[LEFT],
+            self.inflight[RIGHT],
+            limit=room - len(picked),
         )
         if not picked:
             return
@@ -261,6 +272,14 @@ class Dispatcher:
             self.inflight[side] += treq.footprint
             self.stats["dispatched"] += 1
             self.running[treq.key] = asyncio.create_task(self._run(entry))
+
+    def _learn(self, entry: Entry, output_tokens: int) -> None:
+        """Refine the subtree's output-length estimate; re-lay the order as observations grow by 25%."""
+        self.tree.observe(entry.tokens, output_tokens)
+        self._observed += 1
+        if self._observed >= self._next_rebuild:
+            self._next_rebuild = max(16, int(self._observed * 1.25))
+            self.scanner.invalidate()
 
     async def _execute(self, entry: Entry, rid: str) -> tuple[dict, int, int, int]:
         """Run one line; returns (response body, prompt, cached and completion tokens)."""
@@ -297,7 +316,7 @@ class Dispatcher:
             if landed:
                 self.stats["succeeded"] += 1
                 if completion:
-                    self.tree.observe(entry.tokens, completion // max(1, entry.params.n))
+                    self._learn(entry, completion // max(1, entry.params.n))
             self._drop(row.id)
         except asyncio.CancelledError:
             self._drop(row.id)

@@ -34,9 +34,9 @@ def dfs(requests: list[SimRequest], perf: PerfModel, pool: TokenPool) -> ListPol
 
 
 class BlendPolicy:
-    """The dual scanner over the global tree, with the in-flight KV budget split between its two sides.
-    Output lengths of finished requests refine the estimates of their subtrees; the order is rebuilt when the
-    number of observations doubles (paper §5.4: learn d from the requests that ran)."""
+    """The dual scanner over the global tree. A 1% stratified sample runs first; output lengths of finished
+    requests refine the estimates of their subtrees, and the order is laid out again when all samples are back
+    and whenever the observations have grown by `rebuild_growth` (paper §5.4: learn d from what ran)."""
 
     def __init__(
         self,
@@ -46,6 +46,7 @@ class BlendPolicy:
         kv_budget: float,
         refill: int = 64,
         sample_fraction: float = 0.01,
+        rebuild_growth: float = 1.25,
         blend: str = "rate",
     ) -> None:
         self.pool = pool
@@ -57,6 +58,8 @@ class BlendPolicy:
         self.inflight = {LEFT: 0.0, "R": 0.0}
         self.sent: dict[int, tuple[float, str, TreeRequest]] = {}
         self.observed = 0
+        self.next_rebuild = 16
+        self.rebuild_growth = rebuild_growth  # re-lay the order each time observations grow by this factor
         samples = sample_requests(self.tree, sample_fraction) if sample_fraction > 0 else []
         self.samples = len(samples)
         for req in samples:
@@ -88,5 +91,6 @@ class BlendPolicy:
         self.scanner.done(treq)
         self.tree.observe(treq.tokens, req.output_len)
         self.observed += 1
-        if (self.observed >= 16 and self.observed & (self.observed - 1) == 0) or self.observed == self.samples:
+        if self.observed >= self.next_rebuild or self.observed == self.samples:
+            self.next_rebuild = max(16, int(self.observed * self.rebuild_growth))
             self.scanner.invalidate()

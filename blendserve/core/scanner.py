@@ -127,7 +127,9 @@ def dfs_order(tree: PrefixTree) -> list[TreeRequest]:
     return out
 
 
-def sample_requests(tree: PrefixTree, fraction: float = 0.01, cap: int = 512) -> list[TreeRequest]:
+def sample_requests(
+    tree: PrefixTree, fraction: float = 0.01, cap: int = 512, unobserved_only: bool = False
+) -> list[TreeRequest]:
     """Paper §5.4: a small stratified sample to run first, so output lengths are learned for every shared-prefix
     group before the order matters. Groups are the nodes that hold requests' parents (requests with the same
     shared prefix); each gets max(1, fraction of its size) evenly spaced picks, at most `cap` in all, largest
@@ -135,6 +137,8 @@ def sample_requests(tree: PrefixTree, fraction: float = 0.01, cap: int = 512) ->
     groups: dict[int, list[TreeRequest]] = {}
     for req in tree.iter_subtree(tree.root):
         anchor = req.node.parent if req.node is not None and req.node.parent is not None else req.node
+        if unobserved_only and anchor is not None and anchor.obs_n > 0:
+            continue  # this group's output lengths are known already
         groups.setdefault(id(anchor), []).append(req)
     picks: list[TreeRequest] = []
     for members in sorted(groups.values(), key=len, reverse=True):
