@@ -105,8 +105,8 @@ def run_tree_bench(args: argparse.Namespace) -> int:
     scanner.rebuild()
     t2 = time.perf_counter()
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    # Edge keys copy the unique part of each prompt; count that as token storage, the rest as overhead.
-    unique_tokens = sum(len(n.key) for n in _nodes(tree))
+    # Copied edge keys (shared prefixes, split or compared tails) are token storage; the rest is overhead.
+    unique_tokens = sum(n.edge_len() for n in _nodes(tree) if n.key is not None)
     admitted, t3 = 0, time.perf_counter()
     budget = perf.kv_capacity_tokens
     while admitted < min(100_000, len(requests)):

@@ -274,11 +274,11 @@ class Dispatcher:
             self.running[treq.key] = asyncio.create_task(self._run(entry))
 
     def _learn(self, entry: Entry, output_tokens: int) -> None:
-        """Refine the subtree's output-length estimate; re-lay the order as observations grow by 25%."""
+        """Refine the subtree's output-length estimate; re-lay the order each time observations double."""
         self.tree.observe(entry.tokens, output_tokens)
         self._observed += 1
         if self._observed >= self._next_rebuild:
-            self._next_rebuild = max(16, int(self._observed * 1.25))
+            self._next_rebuild = max(16, int(self._observed * 2))
             self.scanner.invalidate()
 
     async def _execute(self, entry: Entry, rid: str) -> tuple[dict, int, int, int]:

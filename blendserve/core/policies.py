@@ -46,7 +46,7 @@ class BlendPolicy:
         kv_budget: float,
         refill: int = 64,
         sample_fraction: float = 0.01,
-        rebuild_growth: float = 1.25,
+        rebuild_growth: float = 2.0,
         blend: str = "rate",
     ) -> None:
         self.pool = pool

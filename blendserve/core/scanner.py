@@ -33,7 +33,7 @@ class SplitPlan:
 
 def _req_comp_tokens(req: TreeRequest) -> float:
     node = req.node
-    unique = len(node.key) / node.n if node is not None and node.n else 0.0
+    unique = node.edge_len() / node.n if node is not None and node.n else 0.0
     return unique + req.d_est
 
 
@@ -45,14 +45,15 @@ def plan_splits(tree: PrefixTree, budget_fraction: float = 0.01) -> SplitPlan:
         return plan
     target = tree.rho(tree.root)
     candidates = []
-    stack = list(tree.root.children.values())
+    stack = [c for c in tree.root.children.values() if c.children]  # leaves can never be split
     while stack:
         node = stack.pop()
-        stack.extend(node.children.values())
+        stack.extend(c for c in node.children.values() if c.children)
         if len(node.children) < 2:
             continue
-        hi = [c for c in node.children.values() if tree.rho(c) >= target]
-        lo = [c for c in node.children.values() if tree.rho(c) < target]
+        rhos = _child_rhos(tree, node.children.values())
+        hi = [c for r, c in rhos if r >= target]
+        lo = [c for r, c in rhos if r < target]
         if not hi or not lo:
             continue
         moved = min(sum(c.mem for c in hi), sum(c.mem for c in lo))
@@ -79,23 +80,32 @@ def _items(
     tree: PrefixTree, node: Node, only: list[Node] | None, own: list[TreeRequest], plan: SplitPlan, target: float
 ) -> list[tuple[float, object]]:
     items: list[tuple[float, object]] = []
+    cpt = tree.comp_per_token
     for req in own:
-        items.append((tree.perf.comp_per_token * _req_comp_tokens(req) / req.mem if req.mem else float("inf"), req))
+        items.append((tree.comp_per_token * _req_comp_tokens(req) / req.mem if req.mem else float("inf"), req))
     for child in only if only is not None else node.children.values():
         if id(child) in plan.nodes:
-            hi = [c for c in child.children.values() if tree.rho(c) >= target]
-            lo = [c for c in child.children.values() if tree.rho(c) < target]
+            rhos = _child_rhos(tree, child.children.values())
+            hi = [c for r, c in rhos if r >= target]
+            lo = [c for r, c in rhos if r < target]
             items.append((_group_rho(tree, hi), (child, hi, True)))
             items.append((_group_rho(tree, lo), (child, lo, False)))
         else:
-            items.append((tree.rho(child), (child, None, True)))
+            mem = child.mem
+            rho = (child.tok + child.d_sum) * cpt / mem if mem > 0 else float("inf")  # tree.rho, inlined
+            items.append((rho, (child, None, True)))
     items.sort(key=lambda it: -it[0])
     return items
 
 
+def _child_rhos(tree: PrefixTree, children) -> list[tuple[float, Node]]:
+    cpt, inf = tree.comp_per_token, float("inf")
+    return [((c.tok + c.d_sum) * cpt / c.mem if c.mem > 0 else inf, c) for c in children]
+
+
 def _group_rho(tree: PrefixTree, nodes: list[Node]) -> float:
     mem = sum(n.mem for n in nodes)
-    comp = sum(n.comp_tokens() for n in nodes) * tree.perf.comp_per_token
+    comp = sum(n.tok + n.d_sum for n in nodes) * tree.comp_per_token
     return comp / mem if mem > 0 else float("inf")
 
 
@@ -108,11 +118,18 @@ def _emit(
     out: list[TreeRequest],
     own: bool = True,
 ) -> None:
+    if not node.children and only is None:  # a leaf (most nodes): its own requests, nothing to sort
+        if own:
+            out.extend(node.requests)
+        return
     for _, item in _items(tree, node, only, node.requests if own else [], plan, target):
         if isinstance(item, TreeRequest):
             out.append(item)
+            continue
+        child, group, carries_own = item  # type: ignore[misc]
+        if group is None and not child.children:
+            out.extend(child.requests)  # a leaf child: no call needed (most of a big tree)
         else:
-            child, group, carries_own = item  # type: ignore[misc]
             _emit(tree, child, group, plan, target, out, own=carries_own)
 
 
@@ -213,7 +230,7 @@ class DualScanner:
                 mem += req.mem
                 seen += 1
             idx += step
-        return comp * self.tree.perf.comp_per_token / mem if mem > 0 else float("inf")
+        return comp * self.tree.comp_per_token / mem if mem > 0 else float("inf")
 
     def next_requests(
         self, kv_budget: float, inflight_left: float, inflight_right: float, limit: int = 1 << 30
@@ -258,7 +275,7 @@ class DualScanner:
 
     def _take(self, req: TreeRequest, side: str, cost: float) -> None:
         life = req.d_est + 1.0  # steps it will hold its place: decode steps plus (about) one of prefill
-        comp_rate = _req_comp_tokens(req) * self.tree.perf.comp_per_token / life
+        comp_rate = _req_comp_tokens(req) * self.tree.comp_per_token / life
         mem_rate = req.mem / life
         self.rate_comp += comp_rate
         self.rate_mem += mem_rate

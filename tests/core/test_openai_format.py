@@ -14,21 +14,42 @@ def gen(endpoint, body):
 
 
 def test_chat_maps_params_and_applies_template():
-    ids, p = gen("/v1/chat/completions", {"model": "m", "messages": [
-        {"role": "developer", "content": "be brief"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}],
-        "max_completion_tokens": 7, "temperature": 0, "top_p": 0.5, "stop": "\n", "n": 2, "seed": 3, "user": "u"})
+    ids, p = gen(
+        "/v1/chat/completions",
+        {
+            "model": "m",
+            "messages": [
+                {"role": "developer", "content": "be brief"},
+                {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            ],
+            "max_completion_tokens": 7,
+            "temperature": 0,
+            "top_p": 0.5,
+            "stop": "\n",
+            "n": 2,
+            "seed": 3,
+            "user": "u",
+        },
+    )
     assert bytes(ids).decode().startswith("<|im_start|>system\nbe brief")
     assert bytes(ids).decode().endswith("<|im_start|>assistant\n")
     assert (p.max_new_tokens, p.temperature, p.top_p, p.stop, p.n, p.seed) == (7, 0.0, 0.5, ("\n",), 2, 3)
 
 
-@pytest.mark.parametrize("body, param", [
-    ({"tools": [{}]}, "tools"), ({"response_format": {"type": "json_object"}}, "response_format"),
-    ({"stream": True}, "stream"), ({"n": 0}, "n"), ({"max_tokens": -1}, "max_tokens"),
-    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"logprobs": True}, "logprobs"),
-    ({"messages": [{"role": "tool", "content": "x"}]}, "messages"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages"),
-])
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"tools": [{}]}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"stream": True}, "stream"),
+        ({"n": 0}, "n"),
+        ({"max_tokens": -1}, "max_tokens"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"logprobs": True}, "logprobs"),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages"),
+        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages"),
+    ],
+)
 def test_chat_unsupported_is_a_line_error(body, param):
     full = {"model": "m", "messages": [{"role": "user", "content": "x"}], **body}
     with pytest.raises(UnsupportedParameter) as err:
@@ -58,8 +79,12 @@ def test_response_bodies():
     result = GenerateResult("r", (Choice("hello", 3, "stop"), Choice("hi", 2, "length")), 10, 4)
     chat = response_body("/v1/chat/completions", "m", result)
     assert chat["object"] == "chat.completion" and chat["choices"][1]["finish_reason"] == "length"
-    assert chat["usage"] == {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
-                             "prompt_tokens_details": {"cached_tokens": 4},
-                             "completion_tokens_details": {"reasoning_tokens": 0}}
+    assert chat["usage"] == {
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+        "total_tokens": 15,
+        "prompt_tokens_details": {"cached_tokens": 4},
+        "completion_tokens_details": {"reasoning_tokens": 0},
+    }
     text = response_body("/v1/completions", "m", result)
     assert text["object"] == "text_completion" and text["choices"][0]["text"] == "hello"
