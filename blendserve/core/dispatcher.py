@@ -193,14 +193,17 @@ class Dispatcher:
         return out
 
     def _reject(self, row: ds.PendingRow, exc: UnsupportedParameter) -> None:
-        body = error_body(str(exc), exc.param, code="unsupported_parameter")
+        self._fail_line(row, error_body(str(exc), exc.param, code="unsupported_parameter"), 400)
+
+    def _fail_line(self, row: ds.PendingRow, body: dict, status_code: int) -> None:
+        """The line failed: its response carries the error envelope with the HTTP status it would have had."""
         if ds.record_result(
             self.db,
             row.id,
             row.batch_id,
             ok=False,
             response_json=orjson.dumps(body).decode(),
-            status_code=400,
+            status_code=status_code,
             error_json=None,
             request_id=ids.request_id(),
         ):
@@ -351,18 +354,7 @@ class Dispatcher:
             code="runtime_error",
             type_="server_error",
         )
-        if await self._db(
-            ds.record_result,
-            self.db,
-            row.id,
-            row.batch_id,
-            ok=False,
-            response_json=orjson.dumps(body).decode(),
-            status_code=500,
-            error_json=None,
-            request_id=ids.request_id(),
-        ):
-            self.stats["failed"] += 1
+        await self._db(self._fail_line, row, body, 500)
         self._drop(row.id)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from blendserve.config import Settings
 from blendserve.core.perf_model import GpuSpec, ModelSpec, PerfModel
 from blendserve.core.runtime.base import Choice, EmbedParams, EmbedResult, GenerateRequest, GenerateResult, ModelInfo
+from blendserve.core.runtime.hf_tokenizer import HFTokenizer
 
 log = logging.getLogger("blendserve.local")
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -56,18 +57,6 @@ def ensure_converted(cache_dir: Path, gguf: Path) -> Path:
     except OSError:  # somebody else finished first
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-class HFTokenizer:
-    def __init__(self, tokenizer) -> None:
-        self.tok = tokenizer
-
-    def encode_text(self, text: str) -> list[int]:
-        return list(self.tok(text, add_special_tokens=False)["input_ids"])
-
-    def encode_chat(self, messages: list[dict]) -> list[int]:
-        text = self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return self.encode_text(text)  # the template already holds the special tokens
 
 
 @dataclass

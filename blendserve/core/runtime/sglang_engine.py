@@ -8,18 +8,8 @@ from __future__ import annotations
 from blendserve.config import Settings
 from blendserve.core.perf_model import PerfModel
 from blendserve.core.runtime.base import GenerateRequest, GenerateResult, ModelInfo
+from blendserve.core.runtime.hf_tokenizer import HFTokenizer
 from blendserve.core.runtime.sglang_http import _result, sampling_params
-
-
-class EngineTokenizer:
-    def __init__(self, tokenizer) -> None:
-        self.tok = tokenizer
-
-    def encode_text(self, text: str) -> list[int]:
-        return list(self.tok(text, add_special_tokens=False)["input_ids"])
-
-    def encode_chat(self, messages: list[dict]) -> list[int]:
-        return self.encode_text(self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
 
 
 class SGLangEngineRuntime:
@@ -38,7 +28,7 @@ class SGLangEngineRuntime:
             frozenset({"logprobs", "seed", "n"}),
         )
         self.engine = None
-        self.tokenizer: EngineTokenizer | None = None
+        self.tokenizer: HFTokenizer | None = None
 
     async def start(self) -> None:
         import sglang  # lazy: GPU hosts only
@@ -48,7 +38,7 @@ class SGLangEngineRuntime:
         server = self.engine.get_server_info()
         self.info.kv_capacity_tokens = int(server.get("max_total_num_tokens") or self.info.kv_capacity_tokens)
         self.info.max_context_tokens = int(server.get("max_req_input_len") or self.info.max_context_tokens)
-        self.tokenizer = EngineTokenizer(AutoTokenizer.from_pretrained(self.settings.model_path))
+        self.tokenizer = HFTokenizer(AutoTokenizer.from_pretrained(self.settings.model_path))
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         n = request.params.n
