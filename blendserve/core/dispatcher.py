@@ -251,8 +251,8 @@ class Dispatcher:
         if self.settings.max_inflight:
             cap = min(cap, self.settings.max_inflight)
         room = cap - len(self.running)
-        if room <= 0 or not len(self.tree):
-            return
+        if room <= 0 or not len(self.tree) or (self.running and room < max(1, cap // 8)):
+            return  # wait for a wave's worth of room: one mark_in_flight transaction per wave, not per request
         picked: list[tuple[TreeRequest, str]] = []
         if self._needs_sample:
             self._needs_sample = False
