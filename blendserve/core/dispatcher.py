@@ -33,7 +33,7 @@ from blendserve.core.runtime.base import (
 )
 from blendserve.core.scanner import LEFT, RIGHT, DualScanner, sample_requests
 from blendserve.store.blobs import BlobStore
-from blendserve.store.db import Database
+from blendserve.store.db import Database, is_sqlite
 
 log = logging.getLogger("blendserve.dispatcher")
 LEASE = "dispatcher"
@@ -70,9 +70,11 @@ class Dispatcher:
         self._needs_sample = False  # new lines arrived: run a small sample of each new group first
         self._observed = 0
         self._next_rebuild = 16
-        # One thread does all of this dispatcher's database work: SQLite takes one writer at a time, and
-        # several threads contending for its lock back off in sleeps of up to 100 ms each.
-        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dispatcher-db")
+        # SQLite takes one writer at a time, and threads contending for its lock back off in sleeps of up to
+        # 100 ms each: one thread does all of the dispatcher's database work there. Postgres takes concurrent
+        # writers, and each result's transaction is mostly round trips: four threads overlap them.
+        workers = 1 if is_sqlite(db.url) else 4
+        self._db_thread = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dispatcher-db")
         self.stats = {"dispatched": 0, "succeeded": 0, "failed": 0, "retried": 0, "finalized": 0}
 
     async def _db(self, fn, *args, **kwargs):
