@@ -84,19 +84,32 @@ class Node:
         return total
 
 
-def _common_prefix(edge: array, tokens: array, start: int) -> int:
-    """Length of the common prefix of edge and tokens[start:], by slice compares (C speed) and bisection."""
-    hi = min(len(edge), len(tokens) - start)
-    if edge[:hi] == tokens[start : start + hi]:
-        return hi
-    lo = 1  # the first token matched (children are keyed by it)
+def _match_len(edge: array, off: int, width: int, tokens: array, start: int) -> int:
+    """Length of the common prefix of edge[off:off+width] and tokens[start:]. A few tokens one by one first
+    (a diverging suffix usually differs at once), then whole-slice compares (C speed) and bisection."""
+    n = min(width, len(tokens) - start)
+    i = 0
+    while i < n and i < 8:
+        if edge[off + i] != tokens[start + i]:
+            return i
+        i += 1
+    if i == n or edge[off + i : off + n] == tokens[start + i : start + n]:
+        return n
+    lo, hi = i, n - 1  # edge and tokens agree on [0, lo) and differ somewhere in [lo, n)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if edge[:mid] == tokens[start : start + mid]:
+        if edge[off + lo : off + mid] == tokens[start + lo : start + mid]:
             lo = mid
         else:
             hi = mid - 1
     return lo
+
+
+def _edge_of(node: Node) -> tuple[array, int, int]:
+    """(array, offset, length) of a node's edge, without copying a lazy leaf's tail."""
+    if node.key is not None:
+        return node.key, 0, len(node.key)
+    return node.src, node.off, len(node.src) - node.off  # type: ignore[return-value,arg-type]
 
 
 class PrefixTree:
@@ -130,12 +143,12 @@ class PrefixTree:
                 node.children[first] = leaf
                 node, added = leaf, end - pos
                 break
-            key = child.key if child.key is not None else child.edge()
-            width = len(key)
-            if width <= end - pos and key == tokens[pos : pos + width]:
-                node, pos = child, pos + width  # the whole edge matches: the common case
+            key = child.key
+            if key is not None and len(key) <= end - pos and key == tokens[pos : pos + len(key)]:
+                node, pos = child, pos + len(key)  # a shared edge matched whole: the common case
                 continue
-            common = _common_prefix(key, tokens, pos)
+            edge, off, width = _edge_of(child)
+            common = _match_len(edge, off, width, tokens, pos)
             if common < width:
                 child = self._split(child, common)
             node, pos = child, pos + common
@@ -157,12 +170,15 @@ class PrefixTree:
         """child(key=K) -> mid(key=K[:at]) -> child(key=K[at:]); mid carries child's aggregates."""
         parent = child.parent
         assert parent is not None
-        key = child.edge()
-        mid = Node(key[:at], parent)
+        if child.key is None:  # a lazy leaf stays lazy: only the short shared head is copied
+            mid = Node(child.src[child.off : child.off + at], parent)  # type: ignore[index]
+            child.off += at
+        else:
+            mid = Node(child.key[:at], parent)
+            child.key = child.key[at:]
         parent.children[mid.key[0]] = mid
-        child.key = key[at:]
         child.parent = mid
-        mid.children[child.key[0]] = child
+        mid.children[child.first()] = child
         mid.n, mid.tok, mid.d_sum, mid.mem = child.n, child.tok, child.d_sum, child.mem
         mid.obs_n, mid.obs_sum = child.obs_n, child.obs_sum
         child.tok -= at
@@ -246,9 +262,9 @@ class PrefixTree:
             child = node.children.get(tokens[pos])
             if child is None:
                 return node
-            key = child.edge()
-            common = _common_prefix(key, tokens, pos)
-            if common < len(key):
+            edge, off, width = _edge_of(child)
+            common = _match_len(edge, off, width, tokens, pos)
+            if common < width:
                 return child if common == len(tokens) - pos else node
             node, pos = child, pos + common
         return node
