@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from blendserve.api.deps import Ctx, Owner
 from blendserve.api.schemas import ErrorEnvelope, FileDeleted, FileList, FileObject, file_object
-from blendserve.core import files
+from blendserve.core import files, ids
 from blendserve.core.errors import InvalidRequest, NotFound
 from blendserve.store import repositories as repo
 
@@ -53,7 +53,7 @@ def list_files(
     after: str | None = None,
 ):
     with ctx.db.transaction() as s:
-        rows, has_more = repo.list_files(s, owner, purpose, limit, order, after)
+        rows, has_more = repo.list_files(s, owner, purpose, limit, order, after, now=ids.now())
     data = [file_object(r) for r in rows]
     return FileList(
         data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=has_more

@@ -61,7 +61,7 @@ def create_batch(
         raise InvalidRequest("completion_window must be '24h'.", param="completion_window", code="invalid_value")
     check_metadata(metadata)
     with db.transaction() as s:
-        source = repo.get_file(s, owner, input_file_id)
+        source = repo.get_file(s, owner, input_file_id, now=ids.now())
         if source is None:
             raise NotFound(f"No such File object: {input_file_id}", param="input_file_id", code="file_not_found")
         if source.purpose != "batch":

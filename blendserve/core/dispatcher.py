@@ -21,7 +21,7 @@ import orjson
 
 from blendserve.config import Settings
 from blendserve.core import dispatch_store as ds
-from blendserve.core import finalize, ids
+from blendserve.core import files, finalize, ids
 from blendserve.core.openai_format import embedding_body, error_body, response_body, to_generate
 from blendserve.core.prefix_tree import PrefixTree, TreeRequest
 from blendserve.core.runtime.base import (
@@ -67,6 +67,7 @@ class Dispatcher:
         self._stopping = False
         self._new_work = True
         self._last_sweep = 0.0
+        self._last_file_sweep = 0
         self._needs_sample = False  # new lines arrived: run a small sample of each new group first
         self._observed = 0
         self._next_rebuild = 16
@@ -214,6 +215,9 @@ class Dispatcher:
     # ---- cancel / expire / finalize -----------------------------------------------------------------
     async def _housekeeping(self) -> None:
         now = ids.now()
+        if now - self._last_file_sweep >= 60:
+            self._last_file_sweep = now
+            await self._db(files.delete_expired, self.db, self.blobs)
         for batch_id, status, expires_at in await self._db(ds.active_batches, self.db):
             if status == "in_progress" and expires_at is not None and expires_at <= now:
                 self._forget_batch(batch_id)

@@ -101,7 +101,7 @@ def _copy_with_limits(blobs: BlobStore, file_id: str, stream: BinaryIO, limits: 
 
 def get_file(db: Database, owner: str, file_id: str) -> File:
     with db.transaction() as s:
-        row = repo.get_file(s, owner, file_id)
+        row = repo.get_file(s, owner, file_id, now=ids.now())
     if row is None:
         raise NotFound(f"No such File object: {file_id}", param="file_id", code="file_not_found")
     return row
@@ -109,8 +109,19 @@ def get_file(db: Database, owner: str, file_id: str) -> File:
 
 def delete_file(db: Database, blobs: BlobStore, owner: str, file_id: str) -> None:
     with db.transaction() as s:
-        row = repo.get_file(s, owner, file_id)
+        row = repo.get_file(s, owner, file_id, now=ids.now())
         if row is None:
             raise NotFound(f"No such File object: {file_id}", param="file_id", code="file_not_found")
         s.delete(row)
     blobs.delete(file_id)  # after commit: a crash here leaves an orphan blob, never a row without bytes
+
+
+def delete_expired(db: Database, blobs: BlobStore) -> int:
+    """Delete files past their expires_at (rows first, then bytes); returns how many went."""
+    with db.transaction() as s:
+        gone = [row.id for row in repo.expired_files(s, ids.now())]
+        for file_id in gone:
+            s.delete(s.get(File, file_id))
+    for file_id in gone:
+        blobs.delete(file_id)
+    return len(gone)

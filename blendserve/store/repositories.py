@@ -38,16 +38,28 @@ def _page(session: Session, model, owner: str, limit: int, after: str | None, ne
 # ---- files -------------------------------------------------------------------------------------
 
 
-def get_file(session: Session, owner: str, file_id: str) -> File | None:
+def get_file(session: Session, owner: str, file_id: str, now: int | None = None) -> File | None:
+    """The owner's file, unless it has expired (an expired file is gone, as at OpenAI, even before the sweep)."""
     row = session.get(File, file_id)
-    return row if row is not None and row.owner == owner else None
+    if row is None or row.owner != owner:
+        return None
+    if now is not None and row.expires_at is not None and row.expires_at <= now:
+        return None
+    return row
 
 
 def list_files(
-    session: Session, owner: str, purpose: str | None, limit: int, order: str, after: str | None
+    session: Session, owner: str, purpose: str | None, limit: int, order: str, after: str | None, now: int
 ) -> tuple[list[File], bool]:
-    where = (File.purpose == purpose,) if purpose else ()
+    where = [or_(File.expires_at.is_(None), File.expires_at > now)]
+    if purpose:
+        where.append(File.purpose == purpose)
     return _page(session, File, owner, limit, after, order == "desc", *where)
+
+
+def expired_files(session: Session, now: int, limit: int = 500) -> list[File]:
+    stmt = select(File).where(File.expires_at.is_not(None), File.expires_at <= now).limit(limit)
+    return list(session.scalars(stmt))
 
 
 # ---- batches -----------------------------------------------------------------------------------

@@ -107,3 +107,29 @@ async def test_expires_after(client):
         "/v1/files", files={"file": ("a.jsonl", b"{}\n")}, data={"purpose": "batch", "expires_after[seconds]": "10"}
     )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "expires_after"
+
+
+async def test_expired_files_are_gone_and_swept(client, settings):
+    from sqlalchemy import update
+
+    from blendserve.core.files import delete_expired
+    from blendserve.store.blobs import BlobStore
+    from blendserve.store.db import Database
+    from blendserve.store.models import File
+
+    keep = (await upload(client, b"{}\n", filename="keep.jsonl")).json()
+    old = (await upload(client, b"{}\n", filename="old.jsonl")).json()
+    db = Database(settings.resolved_database_url())
+    with db.transaction() as s:
+        s.execute(update(File).where(File.id == old["id"]).values(expires_at=1))
+    assert (await client.get(f"/v1/files/{old['id']}")).status_code == 404
+    assert [f["id"] for f in (await client.get("/v1/files")).json()["data"]] == [keep["id"]]
+    batch = await client.post(
+        "/v1/batches", json={"input_file_id": old["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    )
+    assert batch.status_code == 404
+    blobs = BlobStore(settings.blob_dir)
+    assert blobs.exists(old["id"])
+    assert delete_expired(db, blobs) == 1
+    assert not blobs.exists(old["id"]) and blobs.exists(keep["id"])
+    db.dispose()
