@@ -203,8 +203,6 @@ def _usage(result: GenerateResult) -> dict:
 
 
 def response_body(endpoint: str, model: str, result: GenerateResult) -> dict:
-    created = int(time.time())
-    fingerprint = "blendserve-simulated" if result.simulated else "blendserve"
     if endpoint == "/v1/chat/completions":
         choices = [
             {
@@ -215,15 +213,7 @@ def response_body(endpoint: str, model: str, result: GenerateResult) -> dict:
             }
             for i, c in enumerate(result.choices)
         ]
-        return {
-            "id": "chatcmpl-" + secrets.token_hex(12),
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": choices,
-            "usage": _usage(result),
-            "system_fingerprint": fingerprint,
-        }
+        return _completion_envelope("chatcmpl-", "chat.completion", model, choices, result)
     choices = [
         {
             "index": i,
@@ -233,14 +223,18 @@ def response_body(endpoint: str, model: str, result: GenerateResult) -> dict:
         }
         for i, c in enumerate(result.choices)
     ]
+    return _completion_envelope("cmpl-", "text_completion", model, choices, result)
+
+
+def _completion_envelope(id_prefix: str, object_: str, model: str, choices: list[dict], result: GenerateResult):
     return {
-        "id": "cmpl-" + secrets.token_hex(12),
-        "object": "text_completion",
-        "created": created,
+        "id": id_prefix + secrets.token_hex(12),
+        "object": object_,
+        "created": int(time.time()),
         "model": model,
         "choices": choices,
         "usage": _usage(result),
-        "system_fingerprint": fingerprint,
+        "system_fingerprint": "blendserve-simulated" if result.simulated else "blendserve",
     }
 
 

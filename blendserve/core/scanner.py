@@ -196,7 +196,7 @@ class DualScanner:
         self.order: list[TreeRequest] = []
         self.lo = 0
         self.hi = -1
-        self.last_split = 0.5
+        self.last_split = 0.5  # Alg. 3's left share of the KV budget (blend="kv")
         self.plan = SplitPlan()
         self.rate_comp = self.rate_mem = 0.0
         self.taken_rates: dict[object, tuple[float, float]] = {}
@@ -250,9 +250,10 @@ class DualScanner:
         if self.lo > self.hi:
             return []
         rho_root = self.tree.rho(self.tree.root) if self.tree.root.mem > 0 else 1.0
-        self.last_split = split_fraction(self._window_rho(LEFT), self._window_rho(RIGHT), rho_root)
-        x = self.last_split
-        budgets = {LEFT: x * kv_budget - inflight_left, RIGHT: (1 - x) * kv_budget - inflight_right}
+        budgets = {LEFT: 0.0, RIGHT: 0.0}
+        if self.blend == "kv":  # the window scans are Alg. 3's alone: kept off the default path
+            x = self.last_split = split_fraction(self._window_rho(LEFT), self._window_rho(RIGHT), rho_root)
+            budgets = {LEFT: x * kv_budget - inflight_left, RIGHT: (1 - x) * kv_budget - inflight_right}
         room = kv_budget - inflight_left - inflight_right
         idle = inflight_left + inflight_right == 0
         picked: list[tuple[TreeRequest, str]] = []
