@@ -19,7 +19,6 @@ class PendingRow:
     batch_id: str
     body: str
     endpoint: str
-    model: str | None
     attempts: int
 
 
@@ -61,7 +60,6 @@ def load_pending(db: Database, after_id: int, limit: int) -> list[PendingRow]:
             BatchRequest.batch_id,
             BatchRequest.body,
             Batch.endpoint,
-            Batch.model,
             BatchRequest.attempts,
         )
         .join(Batch, Batch.id == BatchRequest.batch_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -350,7 +351,7 @@ class Dispatcher:
             log.warning("request %s attempt %d failed (%s); retrying", row.id, attempt, message)
             await asyncio.sleep(self.settings.retry_backoff_s * 2 ** (attempt - 1))
             await self._db(ds.return_to_pending, self.db, row.id)
-            entry.row = ds.PendingRow(row.id, row.batch_id, row.body, row.endpoint, row.model, attempt)
+            entry.row = dataclasses.replace(row, attempts=attempt)
             if row.id in self.entries and entry.treq.node is None:
                 self.tree.insert(entry.treq)
             return

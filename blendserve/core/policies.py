@@ -7,7 +7,7 @@ from collections import deque
 
 from blendserve.core.perf_model import PerfModel
 from blendserve.core.prefix_tree import PrefixTree, TreeRequest
-from blendserve.core.scanner import LEFT, DualScanner, dfs_order, sample_requests
+from blendserve.core.scanner import LEFT, RIGHT, DualScanner, dfs_order, sample_requests
 from blendserve.core.simulator import Engine, ListPolicy, SimRequest
 from blendserve.core.workloads import TokenPool
 
@@ -55,7 +55,7 @@ class BlendPolicy:
         self.kv_budget = kv_budget
         self.refill = refill
         self.queue: deque[tuple[TreeRequest, str]] = deque()
-        self.inflight = {LEFT: 0.0, "R": 0.0}
+        self.inflight = {LEFT: 0.0, RIGHT: 0.0}
         self.sent: dict[int, tuple[float, str, TreeRequest]] = {}
         self.observed = 0
         self.next_rebuild = 16
@@ -70,7 +70,7 @@ class BlendPolicy:
     def peek(self, engine: Engine) -> SimRequest | None:
         if not self.queue:
             picked = self.scanner.next_requests(
-                self.kv_budget, self.inflight[LEFT], self.inflight["R"], limit=self.refill
+                self.kv_budget, self.inflight[LEFT], self.inflight[RIGHT], limit=self.refill
             )
             for req, side in picked:
                 self.inflight[side] += req.footprint

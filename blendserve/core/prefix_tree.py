@@ -73,9 +73,6 @@ class Node:
     def first(self) -> int:
         return self.key[0] if self.key is not None else self.src[self.off]  # type: ignore[index]
 
-    def comp_tokens(self) -> float:
-        return self.tok + self.d_sum
-
     def depth_tokens(self) -> int:
         total, node = 0, self
         while node is not None:

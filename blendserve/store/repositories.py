@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from blendserve.store.models import Batch, BatchRequest, File
@@ -102,15 +102,11 @@ def request_status_counts(session: Session, batch_id: str) -> dict[str, int]:
     return {status: n for status, n in session.execute(stmt)}
 
 
-def iter_requests(
-    session: Session, batch_id: str, statuses: Sequence[str] | None = None, page: int = 2000
-) -> Iterator[BatchRequest]:
+def iter_requests(session: Session, batch_id: str, page: int = 2000) -> Iterator[BatchRequest]:
     """Rows of a batch in line order, paged so a 50k-line batch is never all in memory."""
     last = -1
     while True:
         stmt = select(BatchRequest).where(BatchRequest.batch_id == batch_id, BatchRequest.line > last)
-        if statuses is not None:
-            stmt = stmt.where(BatchRequest.status.in_(statuses))
         rows = list(session.scalars(stmt.order_by(BatchRequest.line).limit(page)))
         if not rows:
             return
@@ -138,10 +134,6 @@ def set_status_where(
         .values(**values)
     )
     return session.execute(stmt).rowcount or 0
-
-
-def delete_requests(session: Session, batch_id: str) -> None:
-    session.execute(delete(BatchRequest).where(BatchRequest.batch_id == batch_id))
 
 
 def lock_batch(session: Session, batch_id: str) -> Batch | None:

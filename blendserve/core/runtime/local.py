@@ -19,7 +19,7 @@ from pathlib import Path
 
 from blendserve.config import Settings
 from blendserve.core.perf_model import GpuSpec, ModelSpec, PerfModel
-from blendserve.core.runtime.base import Choice, EmbedParams, EmbedResult, GenerateRequest, GenerateResult, ModelInfo
+from blendserve.core.runtime.base import EmbedParams, EmbedResult, GenerateRequest, GenerateResult, ModelInfo
 from blendserve.core.runtime.hf_tokenizer import HFTokenizer
 
 log = logging.getLogger("blendserve.local")
@@ -162,6 +162,3 @@ def _batch_key(request: GenerateRequest) -> tuple:
         p.logprobs,
         p.top_logprobs,
     )
-
-
-__all__ = ["LocalRuntime", "Choice", "GenerateResult"]
