@@ -45,10 +45,10 @@ def generate_batch(model, tokenizer, requests: list[GenerateRequest]) -> list[Ge
 
 def _choice(tokenizer, request: GenerateRequest, tokens, logprobs) -> Choice:
     limit = request.params.max_new_tokens
-    kept, finish = [], "length"
+    kept, finish, eos_hit = [], "length", False
     for tok in tokens.tolist()[:limit]:
         if tok == tokenizer.eos_token_id:
-            finish = "stop"
+            finish, eos_hit = "stop", True
             break
         kept.append(tok)
     text = tokenizer.decode(kept, skip_special_tokens=True)
@@ -80,9 +80,8 @@ def _choice(tokenizer, request: GenerateRequest, tokens, logprobs) -> Choice:
                     ],
                 }
             )
-    # completion_tokens counts what was generated (EOS included, as OpenAI does), not the trimmed text
-    generated = len(kept) + (1 if finish == "stop" and len(kept) < limit and not request.params.stop else 0)
-    return Choice(text, max(1, generated) if kept or finish == "stop" else 0, finish, entries)
+    # completion_tokens counts what was generated (EOS included, as OpenAI does), not the stop-trimmed text
+    return Choice(text, len(kept) + eos_hit, finish, entries)
 
 
 def embed_batch(model, tokenizer, inputs: tuple[tuple[int, ...], ...]) -> tuple[tuple[float, ...], ...]:
