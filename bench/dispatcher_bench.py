@@ -19,7 +19,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from blendserve.api.app import create_app  # noqa: E402
 from blendserve.config import Settings  # noqa: E402
-from blendserve.core.dispatcher import Dispatcher  # noqa: E402
+from blendserve.core.dispatch.loop import Dispatcher  # noqa: E402
 from blendserve.core.runtime.simulated import SimulatedRuntime  # noqa: E402
 
 

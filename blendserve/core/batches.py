@@ -15,6 +15,7 @@ from blendserve.store import repositories as repo
 from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database
 from blendserve.store.models import Batch
+from blendserve.store.statuses import BatchStatus, RequestStatus
 
 COMPLETION_WINDOWS = {"24h": 24 * 3600}
 
@@ -77,7 +78,7 @@ def create_batch(
             endpoint=endpoint,
             input_file_id=input_file_id,
             completion_window=completion_window,
-            status="validating",
+            status=BatchStatus.VALIDATING,
             created_at=created,
             created_ns=ids.now_ns(),
             expires_at=created + COMPLETION_WINDOWS[completion_window],
@@ -119,7 +120,7 @@ def _persist_all_or_nothing(db: Database, blobs: BlobStore, limits: IntakeLimits
     with db.transaction() as s:
         batch = s.get(Batch, batch_id)
         assert batch is not None
-        if batch.status != "validating":
+        if batch.status != BatchStatus.VALIDATING:
             return batch
         verdict = FileVerdict(batch.endpoint, limits.max_lines, limits.max_errors)
         if not blobs.exists(batch.input_file_id):
@@ -139,7 +140,7 @@ def _persist_all_or_nothing(db: Database, blobs: BlobStore, limits: IntakeLimits
                 "line": p.line,
                 "custom_id": p.custom_id,
                 "body": p.raw_body,
-                "status": "pending",
+                "status": RequestStatus.PENDING,
                 "attempts": 0,
                 "prompt_tokens": 0,
                 "completion_tokens": 0,
@@ -150,7 +151,7 @@ def _persist_all_or_nothing(db: Database, blobs: BlobStore, limits: IntakeLimits
         repo.insert_requests(s, rows)
         if verdict.ok:
             batch.model, batch.total = verdict.model, verdict.valid_lines
-            lifecycle.transition(batch, "in_progress", ids.now())
+            lifecycle.transition(batch, BatchStatus.IN_PROGRESS, ids.now())
             return batch
         raise _RejectedFile([e.as_dict() for e in verdict.errors])
 
@@ -160,14 +161,14 @@ def _fail(db: Database, batch_id: str, errors: list[dict]) -> Batch:
         batch = s.get(Batch, batch_id)
         assert batch is not None
         batch.errors = orjson.dumps(errors).decode()
-        lifecycle.transition(batch, "failed", ids.now())
+        lifecycle.transition(batch, BatchStatus.FAILED, ids.now())
     return batch
 
 
 def recover_validating(db: Database, blobs: BlobStore, limits: IntakeLimits) -> int:
     """A crash during validation leaves `validating` with no rows (the insert was one transaction)."""
     with db.transaction() as s:
-        stuck = [b.id for b in repo.batches_with_status(s, ["validating"])]
+        stuck = [b.id for b in repo.batches_with_status(s, [BatchStatus.VALIDATING])]
     for batch_id in stuck:
         validate_and_persist(db, blobs, limits, batch_id)
     return len(stuck)
@@ -188,10 +189,10 @@ def cancel_batch(db: Database, blobs: BlobStore, owner: str, batch_id: str) -> B
         batch = repo.get_batch(s, owner, batch_id)
         if batch is None:
             raise NotFound(f"No such Batch object: {batch_id}", param="batch_id", code="batch_not_found")
-        if batch.status == "cancelling":
+        if batch.status == BatchStatus.CANCELLING:
             return batch
         if batch.status not in lifecycle.CANCELLABLE:
             raise InvalidState(f"Cannot cancel a batch with status '{batch.status}'.", code="invalid_state")
-        lifecycle.transition(batch, "cancelling", ids.now())
+        lifecycle.transition(batch, BatchStatus.CANCELLING, ids.now())
     finalize_if_idle(db, blobs, batch_id)
     return get_batch(db, owner, batch_id)

@@ -14,8 +14,9 @@ from blendserve.store import repositories as repo
 from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database
 from blendserve.store.models import Batch, BatchRequest, File
+from blendserve.store.statuses import BatchStatus, RequestStatus
 
-UNFINISHED = ("pending", "in_flight")
+UNFINISHED = (RequestStatus.PENDING, RequestStatus.IN_FLIGHT)
 CANCELLED_ERROR = orjson.dumps(
     {"code": "batch_cancelled", "message": "The batch was cancelled before this request ran."}
 ).decode()
@@ -30,14 +31,18 @@ def finalize_if_idle(db: Database, blobs: BlobStore, batch_id: str) -> str | Non
         batch = repo.lock_batch(s, batch_id)
         if batch is None or batch.status not in lifecycle.ACTIVE:
             return None
-        if batch.status == "cancelling":
-            repo.set_status_where(s, batch_id, ["pending"], "cancelled", CANCELLED_ERROR, time.time())
+        if batch.status == BatchStatus.CANCELLING:
+            repo.set_status_where(
+                s, batch_id, [RequestStatus.PENDING], RequestStatus.CANCELLED, CANCELLED_ERROR, time.time()
+            )
         counts = repo.request_status_counts(s, batch_id)
-        if counts.get("in_flight", 0) or (batch.status == "in_progress" and counts.get("pending", 0)):
+        if counts.get(RequestStatus.IN_FLIGHT, 0) or (
+            batch.status == BatchStatus.IN_PROGRESS and counts.get(RequestStatus.PENDING, 0)
+        ):
             return None
-        if batch.status == "in_progress":
-            lifecycle.transition(batch, "finalizing", ids.now())
-        target = "cancelled" if batch.status == "cancelling" else "completed"
+        if batch.status == BatchStatus.IN_PROGRESS:
+            lifecycle.transition(batch, BatchStatus.FINALIZING, ids.now())
+        target = BatchStatus.CANCELLED if batch.status == BatchStatus.CANCELLING else BatchStatus.COMPLETED
     _write_and_close(db, blobs, batch_id, target)
     return target
 
@@ -46,10 +51,10 @@ def expire(db: Database, blobs: BlobStore, batch_id: str) -> bool:
     """Past expires_at: every unfinished line (in flight too; a late result is then dropped) -> batch_expired."""
     with db.transaction() as s:
         batch = repo.lock_batch(s, batch_id)
-        if batch is None or batch.status != "in_progress":
+        if batch is None or batch.status != BatchStatus.IN_PROGRESS:
             return False
-        repo.set_status_where(s, batch_id, UNFINISHED, "expired", EXPIRED_ERROR, time.time())
-    _write_and_close(db, blobs, batch_id, "expired")
+        repo.set_status_where(s, batch_id, UNFINISHED, RequestStatus.EXPIRED, EXPIRED_ERROR, time.time())
+    _write_and_close(db, blobs, batch_id, BatchStatus.EXPIRED)
     return True
 
 
@@ -88,7 +93,7 @@ def _write_and_close(db: Database, blobs: BlobStore, batch_id: str, target: str)
         batch.output_file_id = out_id if n_out else None
         batch.error_file_id = err_id if n_err else None
         counts = repo.request_status_counts(s, batch_id)
-        batch.completed, batch.failed = counts.get("succeeded", 0), counts.get("failed", 0)
+        batch.completed, batch.failed = counts.get(RequestStatus.SUCCEEDED, 0), counts.get(RequestStatus.FAILED, 0)
         batch.input_tokens, batch.cached_tokens, batch.output_tokens = repo.usage_totals(s, batch_id)
         lifecycle.transition(batch, target, now)
 
@@ -101,7 +106,7 @@ def _write_files(session, blobs: BlobStore, batch_id: str) -> tuple[str, str, in
             if row.status in UNFINISHED:
                 continue  # cannot happen for a finished batch; never invent a result
             line = orjson.dumps(result_line(row)) + b"\n"
-            if row.status == "succeeded":
+            if row.status == RequestStatus.SUCCEEDED:
                 out.write(line)
                 n_out += 1
             else:

@@ -5,20 +5,23 @@ from __future__ import annotations
 from typing import Protocol
 
 from blendserve.core.errors import InvalidState
+from blendserve.store.statuses import BatchStatus
 
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "validating": frozenset({"failed", "in_progress", "cancelling"}),
-    "in_progress": frozenset({"finalizing", "cancelling", "expired"}),
-    "finalizing": frozenset({"completed"}),
-    "cancelling": frozenset({"cancelled"}),
-    "failed": frozenset(),
-    "completed": frozenset(),
-    "expired": frozenset(),
-    "cancelled": frozenset(),
+TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
+    BatchStatus.VALIDATING: frozenset({BatchStatus.FAILED, BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING}),
+    BatchStatus.IN_PROGRESS: frozenset({BatchStatus.FINALIZING, BatchStatus.CANCELLING, BatchStatus.EXPIRED}),
+    BatchStatus.FINALIZING: frozenset({BatchStatus.COMPLETED}),
+    BatchStatus.CANCELLING: frozenset({BatchStatus.CANCELLED}),
+    BatchStatus.FAILED: frozenset(),
+    BatchStatus.COMPLETED: frozenset(),
+    BatchStatus.EXPIRED: frozenset(),
+    BatchStatus.CANCELLED: frozenset(),
 }
 TERMINAL = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
-ACTIVE = frozenset({"in_progress", "cancelling", "finalizing"})  # statuses the dispatcher works on
-CANCELLABLE = frozenset({"validating", "in_progress"})
+ACTIVE = frozenset(
+    {BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING, BatchStatus.FINALIZING}
+)  # statuses the dispatcher works on
+CANCELLABLE = frozenset({BatchStatus.VALIDATING, BatchStatus.IN_PROGRESS})
 
 
 class HasStatus(Protocol):

@@ -9,6 +9,6 @@ def dispatcher_factory(settings: Settings):
     """None until a runtime is configured; see core/dispatcher.py."""
     if not settings.dispatcher or settings.runtime == "none":
         return None
-    from blendserve.core.dispatcher import make_dispatcher
+    from blendserve.core.dispatch.loop import make_dispatcher
 
     return lambda ctx: make_dispatcher(ctx, settings)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from blendserve.store.statuses import RequestStatus
+
 
 class Base(DeclarativeBase):
     pass
@@ -72,7 +74,7 @@ class BatchRequest(Base):
     line: Mapped[int] = mapped_column(Integer)
     custom_id: Mapped[str] = mapped_column(String(512))
     body: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=RequestStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     response: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON response body
     error: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON {code, message}

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, inspect
 
 def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "blendserve.api.cli", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+        [sys.executable, "-m", "blendserve.cli", *args], capture_output=True, text=True, timeout=120, cwd=cwd
     )
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 from sqlalchemy import update
 
-from blendserve.core.dispatcher import Dispatcher
+from blendserve.core.dispatch.loop import Dispatcher
 from blendserve.core.runtime.base import GenerateRequest, GenerateResult, RuntimeError_
 from blendserve.core.runtime.simulated import SimulatedRuntime
 from blendserve.store.db import Database
@@ -150,7 +150,7 @@ async def test_expired_batch(db_url, tmp_path):
 
 
 async def test_one_dispatcher_per_database(db_url, tmp_path):
-    from blendserve.core import dispatch_store as ds
+    from blendserve.store import dispatch_queries as ds
 
     db = Database(db_url)
     assert ds.acquire_lease(db, "t", "a", 30)

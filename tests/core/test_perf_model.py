@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from blendserve.core.perf_model import GPUS, MODELS, PerfModel
+from blendserve.core.sched.perf_model import GPUS, MODELS, PerfModel
 
 
 def test_kv_bytes_per_token_from_shape():

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blendserve.core.perf_model import PerfModel
-from blendserve.core.prefix_tree import PrefixTree, TreeRequest
+from blendserve.core.sched.perf_model import PerfModel
+from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
 
 PERF = PerfModel.preset()
 prompts = st.lists(st.integers(0, 3), min_size=0, max_size=12)  # tiny alphabet: lots of shared prefixes

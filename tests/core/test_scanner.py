@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blendserve.core.perf_model import PerfModel
-from blendserve.core.prefix_tree import PrefixTree, TreeRequest
-from blendserve.core.scanner import LEFT, RIGHT, DualScanner, blend_order, dfs_order, plan_splits, split_fraction
+from blendserve.core.sched.ordering import blend_order, dfs_order, plan_splits
+from blendserve.core.sched.perf_model import PerfModel
+from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
+from blendserve.core.sched.scanner import LEFT, RIGHT, DualScanner, split_fraction
 
 PERF = PerfModel.preset()
 
@@ -173,7 +174,7 @@ def test_kv_blend_follows_alg3_split():
 
 
 def test_sampling_is_stratified_and_leaves_the_tree():
-    from blendserve.core.scanner import sample_requests
+    from blendserve.core.sched.scanner import sample_requests
 
     tree, reqs = _mixed_tree(random.Random(8), n=500)
     samples = sample_requests(tree, fraction=0.02)

@@ -8,9 +8,9 @@ import json
 import httpx
 import pytest
 
-from blendserve.core.perf_model import PerfModel
 from blendserve.core.runtime.base import GenerateRequest, RuntimeError_, SamplingParams
 from blendserve.core.runtime.sglang_http import SGLangHTTPRuntime, sampling_params
+from blendserve.core.sched.perf_model import PerfModel
 from tests.e2e.server import free_port
 from tests.fakes.sglang_standin import SAMPLING_KEYS, StandinServer
 
@@ -78,7 +78,7 @@ def test_unreachable_server_is_retryable():
 @pytest.mark.anyio
 async def test_batch_completes_through_sglang_http(standin, db_url, tmp_path):
     from blendserve.api.app import create_app
-    from blendserve.core.dispatcher import Dispatcher
+    from blendserve.core.dispatch.loop import Dispatcher
     from tests.api.test_dispatch import _lines, _wait
     from tests.conftest import make_settings, running_client
     from tests.helpers import chat_line, upload_batch

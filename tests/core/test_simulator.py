@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from blendserve.core import policies
-from blendserve.core.bench import t_opt
-from blendserve.core.perf_model import PerfModel
-from blendserve.core.simulator import EngineConfig, ListPolicy, SimRequest, simulate, sum_of_max
-from blendserve.core.workloads import TRACES, TokenPool, measure, trace
+from blendserve.core.sched.perf_model import PerfModel
+from blendserve.core.sim import baselines as policies
+from blendserve.core.sim.bench import t_opt
+from blendserve.core.sim.engine import EngineConfig, ListPolicy, SimRequest, simulate, sum_of_max
+from blendserve.core.sim.workloads import TRACES, TokenPool, measure, trace
 
 PERF = PerfModel.preset()
 

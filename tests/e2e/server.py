@@ -34,7 +34,7 @@ class ServerProcess:
         cmd = [
             sys.executable,
             "-m",
-            "blendserve.api.cli",
+            "blendserve.cli",
             "serve",
             "--port",
             str(self.port),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from blendserve.core.perf_model import PerfModel
+from blendserve.core.sched.perf_model import PerfModel
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from blendserve.config import Settings
-from blendserve.core.perf_model import PerfModel
 from blendserve.core.runtime.base import Runtime
+from blendserve.core.sched.perf_model import PerfModel
 
 
 def build_runtime(settings: Settings) -> Runtime:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blendserve.config import Settings
-from blendserve.core.perf_model import GpuSpec, ModelSpec, PerfModel
 from blendserve.core.runtime.base import EmbedParams, EmbedResult, GenerateRequest, GenerateResult, ModelInfo
 from blendserve.core.runtime.hf_tokenizer import HFTokenizer
+from blendserve.core.sched.perf_model import GpuSpec, ModelSpec, PerfModel
 
 log = logging.getLogger("blendserve.local")
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"

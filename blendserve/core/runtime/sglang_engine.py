@@ -6,10 +6,10 @@ the server's running loop (FastAPI lifespan) and every call uses async_generate 
 from __future__ import annotations
 
 from blendserve.config import Settings
-from blendserve.core.perf_model import PerfModel
 from blendserve.core.runtime.base import GenerateRequest, GenerateResult, ModelInfo
 from blendserve.core.runtime.hf_tokenizer import HFTokenizer
 from blendserve.core.runtime.sglang_http import _result, sampling_params
+from blendserve.core.sched.perf_model import PerfModel
 
 
 class SGLangEngineRuntime:

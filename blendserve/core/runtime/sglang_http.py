@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import httpx
 
-from blendserve.core.perf_model import PerfModel
 from blendserve.core.runtime.base import (
     Choice,
     GenerateRequest,
@@ -18,6 +17,7 @@ from blendserve.core.runtime.base import (
     RuntimeError_,
     UnsupportedParameter,
 )
+from blendserve.core.sched.perf_model import PerfModel
 
 
 def sampling_params(req: GenerateRequest) -> dict:

@@ -12,8 +12,8 @@ import hashlib
 import math
 from collections import OrderedDict
 
-from blendserve.core.perf_model import PerfModel
 from blendserve.core.runtime.base import Choice, EmbedParams, EmbedResult, GenerateRequest, GenerateResult, ModelInfo
+from blendserve.core.sched.perf_model import PerfModel
 
 BLOCK = 16
 

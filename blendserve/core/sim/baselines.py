@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from blendserve.core.perf_model import PerfModel
-from blendserve.core.prefix_tree import PrefixTree, TreeRequest
-from blendserve.core.scanner import LEFT, RIGHT, DualScanner, dfs_order, sample_requests
-from blendserve.core.simulator import Engine, ListPolicy, SimRequest
-from blendserve.core.workloads import TokenPool
+from blendserve.core.sched.ordering import dfs_order
+from blendserve.core.sched.perf_model import PerfModel
+from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
+from blendserve.core.sched.scanner import LEFT, RIGHT, DualScanner, sample_requests
+from blendserve.core.sim.engine import Engine, ListPolicy, SimRequest
+from blendserve.core.sim.workloads import TokenPool
 
 
 def build_tree(requests: list[SimRequest], perf: PerfModel, pool: TokenPool) -> PrefixTree:

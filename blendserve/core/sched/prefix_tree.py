@@ -15,7 +15,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator, Sequence
 
-from blendserve.core.perf_model import PerfModel
+from blendserve.core.sched.perf_model import PerfModel
 
 MIN_SAMPLES = 1  # observations a subtree needs before its mean replaces max_tokens
 FALLBACK_LEVELS = 2  # own node, then the parent's subtree (siblings); never the whole tree

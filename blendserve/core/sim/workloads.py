@@ -14,8 +14,8 @@ import random
 from array import array
 from dataclasses import dataclass
 
-from blendserve.core.perf_model import PerfModel
-from blendserve.core.simulator import SimRequest
+from blendserve.core.sched.perf_model import PerfModel
+from blendserve.core.sim.engine import SimRequest
 
 TRACES = {1: (1.4, 0.35), 2: (1.4, 0.05), 3: (0.9, 0.35), 4: (0.9, 0.05)}
 _SHARED_BASE = 1 << 40  # ids of shared segments live above any unique id

@@ -60,13 +60,13 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from blendserve.core.bench import run_schedule_bench
+    from blendserve.core.sim.bench import run_schedule_bench
 
     return run_schedule_bench(args)
 
 
 def cmd_bench_tree(args: argparse.Namespace) -> int:
-    from blendserve.core.bench import run_tree_bench
+    from blendserve.core.sim.bench import run_tree_bench
 
     return run_tree_bench(args)
 

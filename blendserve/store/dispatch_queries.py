@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from blendserve.store.db import Database
 from blendserve.store.models import Batch, BatchRequest, Lease
+from blendserve.store.statuses import BatchStatus, RequestStatus
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,11 @@ def release_lease(db: Database, name: str, holder: str) -> None:
 def requeue_in_flight(db: Database) -> int:
     """After taking over from a dead dispatcher: whatever it left in flight runs again (finished rows stay)."""
     with db.transaction() as s:
-        result = s.execute(update(BatchRequest).where(BatchRequest.status == "in_flight").values(status="pending"))
+        result = s.execute(
+            update(BatchRequest)
+            .where(BatchRequest.status == RequestStatus.IN_FLIGHT)
+            .values(status=RequestStatus.PENDING)
+        )
         return result.rowcount or 0
 
 
@@ -63,7 +68,11 @@ def load_pending(db: Database, after_id: int, limit: int) -> list[PendingRow]:
             BatchRequest.attempts,
         )
         .join(Batch, Batch.id == BatchRequest.batch_id)
-        .where(BatchRequest.status == "pending", BatchRequest.id > after_id, Batch.status == "in_progress")
+        .where(
+            BatchRequest.status == RequestStatus.PENDING,
+            BatchRequest.id > after_id,
+            Batch.status == BatchStatus.IN_PROGRESS,
+        )
         .order_by(BatchRequest.id)
         .limit(limit)
     )
@@ -77,13 +86,15 @@ def mark_in_flight(db: Database, ids: list[int]) -> set[int]:
         return set()
     with db.transaction() as s:
         moved = set(
-            s.scalars(select(BatchRequest.id).where(BatchRequest.id.in_(ids), BatchRequest.status == "pending"))
+            s.scalars(
+                select(BatchRequest.id).where(BatchRequest.id.in_(ids), BatchRequest.status == RequestStatus.PENDING)
+            )
         )
         if moved:
             s.execute(
                 update(BatchRequest)
                 .where(BatchRequest.id.in_(moved))
-                .values(status="in_flight", attempts=BatchRequest.attempts + 1)
+                .values(status=RequestStatus.IN_FLIGHT, attempts=BatchRequest.attempts + 1)
             )
     return moved
 
@@ -92,7 +103,10 @@ def mark_in_flight(db: Database, ids: list[int]) -> set[int]:
 # each time cost ~3 ms (measured); with bind parameters SQLAlchemy reuses the compiled form.
 _FINISH_ROW = (
     update(BatchRequest)
-    .where(BatchRequest.id == bindparam("row_id"), BatchRequest.status.in_(("in_flight", "pending")))
+    .where(
+        BatchRequest.id == bindparam("row_id"),
+        BatchRequest.status.in_((RequestStatus.IN_FLIGHT, RequestStatus.PENDING)),
+    )
     .values(
         status=bindparam("new_status"),
         response=bindparam("response_json"),
@@ -136,7 +150,7 @@ def record_result(
             _FINISH_ROW,
             {
                 "row_id": row_id,
-                "new_status": "succeeded" if ok else "failed",
+                "new_status": RequestStatus.SUCCEEDED if ok else RequestStatus.FAILED,
                 "response_json": response_json,
                 "code": status_code,
                 "error_json": error_json,
@@ -155,14 +169,14 @@ def return_to_pending(db: Database, row_id: int) -> None:
     with db.transaction() as s:
         s.execute(
             update(BatchRequest)
-            .where(BatchRequest.id == row_id, BatchRequest.status == "in_flight")
-            .values(status="pending")
+            .where(BatchRequest.id == row_id, BatchRequest.status == RequestStatus.IN_FLIGHT)
+            .values(status=RequestStatus.PENDING)
         )
 
 
 def active_batches(db: Database) -> list[tuple[str, str, int | None]]:
     stmt = select(Batch.id, Batch.status, Batch.expires_at).where(
-        Batch.status.in_(("in_progress", "cancelling", "finalizing"))
+        Batch.status.in_((BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING, BatchStatus.FINALIZING))
     )
     with db.transaction() as s:
         return [tuple(row) for row in s.execute(stmt)]

@@ -1,10 +1,8 @@
-"""Layer-wise sort, conditional split and the dual scanner (BlendServe paper §5, Alg. 1-3). Pure.
+"""The dual scanner (BlendServe paper §5.3, Alg. 3) and stratified sampling (§5.4). Pure.
 
-blend_order() lays the pending requests out depth-first with every node's children sorted by density rho,
-compute-heavy on the left; a few mixed nodes are split in two (their prefix is then prefilled twice) when that
-moves memory-heavy work to the right, within a recompute budget that keeps >= 99% of prefix sharing.
-DualScanner walks that order from both ends at once, the left cursor feeding compute-heavy work and the right
-memory-heavy work, so that the running blend has the remaining tree's density (Alg. 3; see next_requests).
+DualScanner walks the order of ordering.blend_order() from both ends at once, the left cursor feeding
+compute-heavy work and the right memory-heavy work, so that the running blend has the remaining tree's
+density (Alg. 3; see next_requests).
 
 Where the paper is silent:
 - split fraction outside [0, 1] (both windows denser, or both sparser, than the root): clipped, so all of the
@@ -17,131 +15,20 @@ Where the paper is silent:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from enum import StrEnum
 
-from blendserve.core.prefix_tree import Node, PrefixTree, TreeRequest
-
-LEFT, RIGHT = "L", "R"
-
-
-@dataclass
-class SplitPlan:
-    nodes: set[int] = field(default_factory=set)  # id(node) of split nodes
-    recompute_tokens: int = 0
-    budget_tokens: float = 0.0
+from blendserve.core.sched.ordering import SplitPlan, blend_order, footprint, plan_splits, req_comp_tokens
+from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
 
 
-def _req_comp_tokens(req: TreeRequest) -> float:
-    node = req.node
-    unique = node.edge_len() / node.n if node is not None and node.n else 0.0
-    return unique + req.d_est
+class Side(StrEnum):
+    """Which cursor admitted a request: LEFT feeds compute-heavy work, RIGHT memory-heavy work."""
+
+    LEFT = "L"
+    RIGHT = "R"
 
 
-def plan_splits(tree: PrefixTree, budget_fraction: float = 0.01) -> SplitPlan:
-    """Greedy conditional split: nodes whose children straddle the root's rho, best benefit per recomputed
-    token first, while recomputed prefix tokens stay within budget_fraction of the tokens sharing saves."""
-    plan = SplitPlan(budget_tokens=budget_fraction * tree.sharing_saved_tokens())
-    if plan.budget_tokens <= 0 or tree.root.mem <= 0:
-        return plan
-    target = tree.rho(tree.root)
-    candidates = []
-    stack = [c for c in tree.root.children.values() if c.children]  # leaves can never be split
-    while stack:
-        node = stack.pop()
-        stack.extend(c for c in node.children.values() if c.children)
-        if len(node.children) < 2:
-            continue
-        rhos = _child_rhos(tree, node.children.values())
-        hi = [c for r, c in rhos if r >= target]
-        lo = [c for r, c in rhos if r < target]
-        if not hi or not lo:
-            continue
-        moved = min(sum(c.mem for c in hi), sum(c.mem for c in lo))
-        cost = node.depth_tokens()
-        candidates.append((moved / max(1, cost), cost, node))
-    for _, cost, node in sorted(candidates, key=lambda c: -c[0]):
-        if plan.recompute_tokens + cost > plan.budget_tokens:
-            continue
-        plan.nodes.add(id(node))
-        plan.recompute_tokens += cost
-    return plan
-
-
-def blend_order(tree: PrefixTree, plan: SplitPlan | None = None) -> list[TreeRequest]:
-    """Depth-first, children sorted by rho descending; split nodes contribute two items to their parent."""
-    plan = plan or SplitPlan()
-    target = tree.rho(tree.root) if tree.root.mem > 0 else 1.0
-    out: list[TreeRequest] = []
-    _emit(tree, tree.root, None, plan, target, out)
-    return out
-
-
-def _items(
-    tree: PrefixTree, node: Node, only: list[Node] | None, own: list[TreeRequest], plan: SplitPlan, target: float
-) -> list[tuple[float, object]]:
-    items: list[tuple[float, object]] = []
-    cpt = tree.comp_per_token
-    for req in own:
-        items.append((tree.comp_per_token * _req_comp_tokens(req) / req.mem if req.mem else float("inf"), req))
-    for child in only if only is not None else node.children.values():
-        if id(child) in plan.nodes:
-            rhos = _child_rhos(tree, child.children.values())
-            hi = [c for r, c in rhos if r >= target]
-            lo = [c for r, c in rhos if r < target]
-            items.append((_group_rho(tree, hi), (child, hi, True)))
-            items.append((_group_rho(tree, lo), (child, lo, False)))
-        else:
-            mem = child.mem
-            rho = (child.tok + child.d_sum) * cpt / mem if mem > 0 else float("inf")  # tree.rho, inlined
-            items.append((rho, (child, None, True)))
-    items.sort(key=lambda it: -it[0])
-    return items
-
-
-def _child_rhos(tree: PrefixTree, children) -> list[tuple[float, Node]]:
-    cpt, inf = tree.comp_per_token, float("inf")
-    return [((c.tok + c.d_sum) * cpt / c.mem if c.mem > 0 else inf, c) for c in children]
-
-
-def _group_rho(tree: PrefixTree, nodes: list[Node]) -> float:
-    mem = sum(n.mem for n in nodes)
-    comp = sum(n.tok + n.d_sum for n in nodes) * tree.comp_per_token
-    return comp / mem if mem > 0 else float("inf")
-
-
-def _emit(
-    tree: PrefixTree,
-    node: Node,
-    only: list[Node] | None,
-    plan: SplitPlan,
-    target: float,
-    out: list[TreeRequest],
-    own: bool = True,
-) -> None:
-    if not node.children and only is None:  # a leaf (most nodes): its own requests, nothing to sort
-        if own:
-            out.extend(node.requests)
-        return
-    for _, item in _items(tree, node, only, node.requests if own else [], plan, target):
-        if isinstance(item, TreeRequest):
-            out.append(item)
-            continue
-        child, group, carries_own = item  # type: ignore[misc]
-        if group is None and not child.children:
-            out.extend(child.requests)  # a leaf child: no call needed (most of a big tree)
-        else:
-            _emit(tree, child, group, plan, target, out, own=carries_own)
-
-
-def dfs_order(tree: PrefixTree) -> list[TreeRequest]:
-    """Plain depth-first order (children by token id): what longest-prefix-match scheduling converges to."""
-    out: list[TreeRequest] = []
-    stack = [tree.root]
-    while stack:
-        node = stack.pop()
-        out.extend(node.requests)
-        stack.extend(node.children[k] for k in sorted(node.children, reverse=True))
-    return out
+LEFT, RIGHT = Side.LEFT, Side.RIGHT
 
 
 def sample_requests(
@@ -220,13 +107,13 @@ class DualScanner:
         while self.hi >= self.lo and self.order[self.hi].node is None:
             self.hi -= 1
 
-    def _window_rho(self, side: str) -> float:
+    def _window_rho(self, side: Side) -> float:
         comp = mem = 0.0
         idx, step, seen = (self.lo, 1, 0) if side == LEFT else (self.hi, -1, 0)
         while seen < self.window and self.lo <= idx <= self.hi:
             req = self.order[idx]
             if req.node is not None:
-                comp += _req_comp_tokens(req)
+                comp += req_comp_tokens(req)
                 mem += req.mem
                 seen += 1
             idx += step
@@ -234,7 +121,7 @@ class DualScanner:
 
     def next_requests(
         self, kv_budget: float, inflight_left: float, inflight_right: float, limit: int = 1 << 30
-    ) -> list[tuple[TreeRequest, str]]:
+    ) -> list[tuple[TreeRequest, Side]]:
         """Requests to admit now, each with its side; taken requests leave the tree. `inflight_*` are the
         caller's sums of footprint() of what it holds per side; call done() when one finishes.
 
@@ -256,7 +143,7 @@ class DualScanner:
             budgets = {LEFT: x * kv_budget - inflight_left, RIGHT: (1 - x) * kv_budget - inflight_right}
         room = kv_budget - inflight_left - inflight_right
         idle = inflight_left + inflight_right == 0
-        picked: list[tuple[TreeRequest, str]] = []
+        picked: list[tuple[TreeRequest, Side]] = []
         while len(picked) < limit and self.lo <= self.hi:
             side = self._choose_side(budgets, rho_root)
             req = self.order[self.lo] if side == LEFT else self.order[self.hi]
@@ -269,14 +156,14 @@ class DualScanner:
             picked.append((req, side))
         return picked
 
-    def _choose_side(self, budgets: dict[str, float], rho_root: float) -> str:
+    def _choose_side(self, budgets: dict[Side, float], rho_root: float) -> Side:
         if self.blend == "rate":
             return LEFT if self.rate_comp < rho_root * self.rate_mem else RIGHT
         return LEFT if budgets[LEFT] >= budgets[RIGHT] else RIGHT
 
-    def _take(self, req: TreeRequest, side: str, cost: float) -> None:
+    def _take(self, req: TreeRequest, side: Side, cost: float) -> None:
         life = req.d_est + 1.0  # steps it will hold its place: decode steps plus (about) one of prefill
-        comp_rate = _req_comp_tokens(req) * self.tree.comp_per_token / life
+        comp_rate = req_comp_tokens(req) * self.tree.comp_per_token / life
         mem_rate = req.mem / life
         self.rate_comp += comp_rate
         self.rate_mem += mem_rate
@@ -294,9 +181,3 @@ class DualScanner:
         comp_rate, mem_rate = self.taken_rates.pop(req.key, (0.0, 0.0))
         self.rate_comp -= comp_rate
         self.rate_mem -= mem_rate
-
-
-def footprint(req: TreeRequest) -> float:
-    """Average KV tokens a request adds over its life: the prompt tokens it does not share with its subtree
-    (shared prefixes sit in the radix cache once) plus half its estimated output. Call before removal."""
-    return _req_comp_tokens(req) - req.d_est / 2

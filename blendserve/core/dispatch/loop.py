@@ -21,10 +21,8 @@ from dataclasses import dataclass
 import orjson
 
 from blendserve.config import Settings
-from blendserve.core import dispatch_store as ds
 from blendserve.core import files, finalize, ids
 from blendserve.core.openai_format import embedding_body, error_body, response_body, to_generate
-from blendserve.core.prefix_tree import PrefixTree, TreeRequest
 from blendserve.core.runtime.base import (
     EmbedParams,
     GenerateRequest,
@@ -32,9 +30,12 @@ from blendserve.core.runtime.base import (
     SamplingParams,
     UnsupportedParameter,
 )
-from blendserve.core.scanner import LEFT, RIGHT, DualScanner, sample_requests
+from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
+from blendserve.core.sched.scanner import LEFT, RIGHT, DualScanner, sample_requests
+from blendserve.store import dispatch_queries as ds
 from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database, is_sqlite
+from blendserve.store.statuses import BatchStatus
 
 log = logging.getLogger("blendserve.dispatcher")
 LEASE = "dispatcher"
@@ -220,14 +221,14 @@ class Dispatcher:
             self._last_file_sweep = now
             await self._db(files.delete_expired, self.db, self.blobs)
         for batch_id, status, expires_at in await self._db(ds.active_batches, self.db):
-            if status == "in_progress" and expires_at is not None and expires_at <= now:
+            if status == BatchStatus.IN_PROGRESS and expires_at is not None and expires_at <= now:
                 self._forget_batch(batch_id)
                 if await self._db(finalize.expire, self.db, self.blobs, batch_id):
                     self.stats["finalized"] += 1
                 continue
-            if status == "cancelling":
+            if status == BatchStatus.CANCELLING:
                 self._forget_batch(batch_id, keep_running=True)
-            idle = status != "in_progress" or not self.by_batch.get(batch_id)
+            idle = status != BatchStatus.IN_PROGRESS or not self.by_batch.get(batch_id)
             if idle and await self._db(finalize.finalize_if_idle, self.db, self.blobs, batch_id):
                 self.stats["finalized"] += 1
                 self.by_batch.pop(batch_id, None)

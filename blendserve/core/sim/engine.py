@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from blendserve.core.perf_model import PerfModel
+from blendserve.core.sched.perf_model import PerfModel
 
 
 @dataclass(frozen=True, slots=True)

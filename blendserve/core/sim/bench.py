@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from blendserve.core import policies
-from blendserve.core.perf_model import PerfModel
-from blendserve.core.simulator import EngineConfig, SimRequest, SimResult, simulate
-from blendserve.core.workloads import TokenPool, _unique_prompt_tokens, trace
+from blendserve.core.sched.perf_model import PerfModel
+from blendserve.core.sim import baselines as policies
+from blendserve.core.sim.engine import EngineConfig, SimRequest, SimResult, simulate
+from blendserve.core.sim.workloads import TokenPool, _unique_prompt_tokens, trace
 
 MODES = {"sequential": 0.0, "overlapped": 1.0}
 
@@ -85,8 +85,8 @@ def run_tree_bench(args: argparse.Namespace) -> int:
     import resource
     import sys
 
-    from blendserve.core.prefix_tree import PrefixTree, TreeRequest
-    from blendserve.core.scanner import DualScanner
+    from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
+    from blendserve.core.sched.scanner import DualScanner
 
     perf = PerfModel.preset(args.model, args.gpu)
     requests = trace(args.trace_number, args.requests, perf, args.seed)
