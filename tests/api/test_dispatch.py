@@ -155,11 +155,14 @@ async def test_one_dispatcher_per_database(db_url, tmp_path):
     from blendserve.store import dispatch_queries as ds
 
     db = Database(db_url)
-    assert ds.acquire_lease(db, "t", "a", 30)
-    assert not ds.acquire_lease(db, "t", "b", 30)
-    assert ds.acquire_lease(db, "t", "a", 30)  # renew
-    ds.release_lease(db, "t", "a")
-    assert ds.acquire_lease(db, "t", "b", 30)
+    assert ds.acquire_lease(db, "t", "a", 30, now=1000.0)
+    assert not ds.acquire_lease(db, "t", "b", 30, now=1010.0)
+    assert ds.acquire_lease(db, "t", "a", 30, now=1020.0)  # renew: now held until 1050
+    assert not ds.acquire_lease(db, "t", "b", 30, now=1049.0)
+    assert ds.acquire_lease(db, "t", "b", 30, now=1051.0)  # lapsed: taken over
+    assert not ds.acquire_lease(db, "t", "a", 30, now=1052.0)
+    ds.release_lease(db, "t", "b")
+    assert ds.acquire_lease(db, "t", "a", 30, now=1053.0)
     db.dispose()
 
 
