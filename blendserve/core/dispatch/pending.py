@@ -92,6 +92,8 @@ class PendingSet:
         rows = self.by_batch.get(entry.row.batch_id)
         if rows is not None:
             rows.discard(row_id)
+            if not rows:
+                del self.by_batch[entry.row.batch_id]
 
     def forget_batch(self, batch_id: str) -> list[int]:
         """Take a batch's waiting lines out of the tree; returns the ids of its lines still in flight."""
@@ -106,12 +108,13 @@ class PendingSet:
                 in_flight.append(row_id)
         return in_flight
 
+    def batch_ids(self) -> set[str]:
+        """Batches with lines waiting or in flight here."""
+        return set(self.by_batch)
+
     def batch_idle(self, batch_id: str) -> bool:
         """No line of the batch is waiting or in flight here."""
         return not self.by_batch.get(batch_id)
-
-    def close_batch(self, batch_id: str) -> None:
-        self.by_batch.pop(batch_id, None)
 
     def learn(self, entry: Entry, output_tokens: int) -> None:
         """Refine the subtree's output-length estimate; re-lay the order each time observations double."""
