@@ -36,7 +36,7 @@ class Housekeeper:
                     self.stats.finalized += 1
                 continue
             idle = status != BatchStatus.IN_PROGRESS or self.pending.batch_idle(batch_id)
-            if idle and await self.dbw.run(finalize.finalize_if_idle, self.dbw.db, self.blobs, batch_id):
+            if idle and await self.dbw.run(finalize.finalize_if_idle, self.dbw.db, self.blobs, batch_id) is not None:
                 self.stats.finalized += 1
         self._abandon_ended(running)
 

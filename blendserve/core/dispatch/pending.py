@@ -7,6 +7,7 @@ back when a line finishes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from blendserve.core.runtime.base import EmbedParams, SamplingParams
 from blendserve.core.sched.perf_model import PerfModel
@@ -66,7 +67,7 @@ class PendingSet:
         picked += self.scanner.next_requests(
             kv_capacity, self.inflight[LEFT], self.inflight[RIGHT], limit=room - len(picked)
         )
-        return [(treq.payload, side) for treq, side in picked]
+        return [(cast(Entry, treq.payload), side) for treq, side in picked]
 
     def started(self, entry: Entry, side: Side) -> None:
         entry.side = side
