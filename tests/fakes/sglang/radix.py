@@ -6,6 +6,7 @@ is over capacity, least-recently used leaves that no running request holds are e
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from dataclasses import dataclass, field
 
@@ -59,16 +60,19 @@ class RadixCache:
         self._evict()
 
     def _evict(self) -> None:
-        while self.size > self.capacity:
-            leaves = sorted((n for n in self._walk() if not n.children and not n.locks), key=lambda n: n.last_used)
-            if not leaves:
-                return
-            for victim in leaves:  # a round of leaves, oldest first; their parents may be leaves next round
-                if self.size <= self.capacity:
-                    return
-                del victim.parent.children[victim.key]
-                self.size -= self.page
-                self.evicted += self.page
+        """Oldest unlocked leaf first; a parent left childless joins the heap (as SGLang's evict does)."""
+        if self.size <= self.capacity:
+            return
+        heap = [(n.last_used, id(n), n) for n in self._walk() if not n.children and not n.locks]
+        heapq.heapify(heap)
+        while self.size > self.capacity and heap:
+            _, _, victim = heapq.heappop(heap)
+            parent = victim.parent
+            del parent.children[victim.key]
+            self.size -= self.page
+            self.evicted += self.page
+            if parent is not self.root and not parent.children and not parent.locks:
+                heapq.heappush(heap, (parent.last_used, id(parent), parent))
 
     def _walk(self):
         stack = list(self.root.children.values())
