@@ -24,6 +24,9 @@ def _logprobs(meta: dict, token_text: TokenText | None) -> list[dict] | None:
     if "output_token_logprobs" not in meta:
         return None
     tokens = meta["output_token_logprobs"] or []
+    matched = (meta.get("finish_reason") or {}).get("matched")
+    if tokens and isinstance(matched, int) and not isinstance(matched, bool) and tokens[-1][1] == matched:
+        tokens = tokens[:-1]  # the stop token is not in the text; OpenAI lists no entry for it
     tops = meta.get("output_top_logprobs") or [None] * len(tokens)
     out = []
     for (logprob, token_id, text), top in zip(tokens, tops, strict=False):
