@@ -222,8 +222,8 @@ class Hanging(SimulatedRuntime):
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    async def abort(self, rid: str) -> None:
-        self.aborted.add(rid)
+    async def abort(self, rids) -> None:
+        self.aborted.update(rids)
 
 
 async def test_cancel_aborts_lines_in_flight_on_the_runtime(db_url, tmp_path):

@@ -67,7 +67,7 @@ class LineRunner:
 
     async def _abort_on_runtime(self, rid: str) -> None:
         try:
-            await self.runtime.abort(rid)
+            await self.runtime.abort([rid])
         except Exception as exc:  # best effort: the runtime also drops requests whose client went away
             log.warning("abort of %s on the runtime failed: %s", rid, exc)
 
