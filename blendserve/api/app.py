@@ -13,15 +13,15 @@ from blendserve.api import errors, routes_batches, routes_files, routes_misc
 from blendserve.api.deps import AppContext
 from blendserve.config import Settings
 from blendserve.core.batches import IntakeLimits, recover_validating
+from blendserve.core.dispatch.loop import Dispatcher
 from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database
 from blendserve.store.migrate import upgrade
 
 log = logging.getLogger("blendserve")
 
-# Builds and starts the background dispatcher for a context; returns an object with wake(), describe(),
-# counters(), model_ids and an async stop(). None = no dispatcher (API only).
-DispatcherFactory = Callable[[AppContext], object]
+# Builds the background dispatcher over the app's database and blobs. None = no dispatcher (API only).
+DispatcherFactory = Callable[[Database, BlobStore], Dispatcher]
 
 
 def create_app(
@@ -32,7 +32,7 @@ def create_app(
         ctx = _build_context(settings, migrate)
         app.state.ctx = ctx
         if dispatcher_factory is not None:
-            ctx.dispatcher = dispatcher_factory(ctx)
+            ctx.dispatcher = dispatcher_factory(ctx.db, ctx.blobs)
             await ctx.dispatcher.start()
             ctx.model_ids = tuple(ctx.dispatcher.model_ids)
         try:

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from blendserve.config import Settings
+from blendserve.core.dispatch.loop import Dispatcher
 from blendserve.core.errors import Unauthorized
 from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database
@@ -22,7 +23,7 @@ class AppContext:
     settings: Settings
     db: Database
     blobs: BlobStore
-    dispatcher: object | None = None  # core.dispatcher.Dispatcher when running
+    dispatcher: Dispatcher | None = None  # None: an API-only server
     model_ids: tuple[str, ...] = ()
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 from sqlalchemy import update
 
+from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.loop import Dispatcher
 from blendserve.core.runtime.base import GenerateRequest, GenerateResult, RuntimeError_
 from blendserve.core.runtime.simulated import SimulatedRuntime
@@ -23,7 +24,8 @@ def _app(db_url, tmp_path, runtime, **overrides):
     from blendserve.api.app import create_app
 
     settings = make_settings(db_url, tmp_path / "d", dispatcher=True, retry_backoff_s=0.01, **overrides)
-    return create_app(settings, lambda ctx: Dispatcher(ctx.db, ctx.blobs, settings, runtime))
+    config = DispatchConfig.from_settings(settings)
+    return create_app(settings, lambda db, blobs: Dispatcher(db, blobs, config, runtime))
 
 
 async def _wait(client, batch_id, statuses=("completed", "failed", "cancelled", "expired"), timeout=30.0):

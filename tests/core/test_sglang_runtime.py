@@ -78,6 +78,7 @@ def test_unreachable_server_is_retryable():
 @pytest.mark.anyio
 async def test_batch_completes_through_sglang_http(standin, db_url, tmp_path):
     from blendserve.api.app import create_app
+    from blendserve.core.dispatch.config import DispatchConfig
     from blendserve.core.dispatch.loop import Dispatcher
     from tests.api.test_dispatch import _lines, _wait
     from tests.conftest import make_settings, running_client
@@ -85,7 +86,7 @@ async def test_batch_completes_through_sglang_http(standin, db_url, tmp_path):
 
     settings = make_settings(db_url, tmp_path / "d", dispatcher=True, runtime="sglang-http", sglang_url=standin.url)
     runtime = SGLangHTTPRuntime(standin.url, PerfModel.preset())
-    app = create_app(settings, lambda ctx: Dispatcher(ctx.db, ctx.blobs, settings, runtime))
+    app = create_app(settings, lambda db, blobs: Dispatcher(db, blobs, DispatchConfig.from_settings(settings), runtime))
     async with running_client(app) as c:
         objs = [chat_line(i, prompt="Shared instructions. " * 10 + str(i)) for i in range(12)]
         done = await _wait(c, (await upload_batch(c, objs)).json()["id"])
