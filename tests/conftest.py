@@ -17,7 +17,7 @@ from blendserve.config import Settings
 from blendserve.store.migrate import upgrade
 
 PG_ADMIN_URL = os.environ.get("BLENDSERVE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-TABLES = ("batch_requests", "batches", "files", "leases")
+TABLES = ("batch_requests", "batches", "files", "leases", "webhook_deliveries", "webhook_endpoints")
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ router = APIRouter(
 )
 
 
-@router.post("", response_model=FileObject, response_model_exclude_none=True)
+@router.post("", response_model=FileObject)
 def create_file(
     ctx: Ctx,
     owner: Owner,
@@ -38,12 +38,12 @@ def create_file(
                 code="invalid_value",
             )
         ttl = expires_after_seconds
-    limits = files.UploadLimits(ctx.settings.max_file_bytes, ctx.settings.max_file_lines)
+    limits = files.UploadLimits(ctx.settings.max_file_bytes)
     row = files.store_upload(ctx.db, ctx.blobs, limits, owner, file.filename or "upload", purpose, file.file, ttl)
     return file_object(row)
 
 
-@router.get("", response_model=FileList, response_model_exclude_none=True)
+@router.get("", response_model=FileList)
 def list_files(
     ctx: Ctx,
     owner: Owner,
@@ -60,7 +60,7 @@ def list_files(
     )
 
 
-@router.get("/{file_id}", response_model=FileObject, response_model_exclude_none=True)
+@router.get("/{file_id}", response_model=FileObject)
 def retrieve_file(ctx: Ctx, owner: Owner, file_id: str):
     return file_object(files.get_file(ctx.db, owner, file_id))
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import orjson
-
-import logging
-import time
 
 from blendserve.core import ids, lifecycle, webhooks
 from blendserve.core.errors import Conflict, InvalidRequest, NotFound
@@ -66,7 +65,8 @@ def check_output_expiry(output_expires_after: dict | None) -> int | None:
     lo, hi = OUTPUT_TTL_RANGE
     if output_expires_after.get("anchor") != "created_at":
         raise InvalidRequest(
-            "output_expires_after.anchor must be 'created_at'.", param="output_expires_after.anchor",
+            "output_expires_after.anchor must be 'created_at'.",
+            param="output_expires_after.anchor",
             code="invalid_value",
         )
     if isinstance(seconds, bool) or not isinstance(seconds, int) or not lo <= seconds <= hi:
@@ -260,7 +260,8 @@ def get_batch(db: Database, owner: str, batch_id: str) -> Batch:
 
 
 def cancel_batch(db: Database, blobs: BlobStore, owner: str, batch_id: str) -> Batch:
-    """in_progress -> cancelling; a finished batch -> Conflict (409). Pending lines are never dispatched again; the dispatcher (or, when nothing is
+    """in_progress -> cancelling; a finished batch -> Conflict (409), a cancelled one is returned as it is.
+    Pending lines are never dispatched again; the dispatcher (or, when nothing is
     in flight, this call) finishes the move to cancelled and writes the files."""
     with db.transaction() as s:
         batch = repo.get_batch(s, owner, batch_id)

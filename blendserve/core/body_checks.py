@@ -22,6 +22,7 @@ class FieldProblem:
 
 Check = Callable[[str, object], "FieldProblem | None"]
 
+
 def _got(value: object) -> str:
     if isinstance(value, bool):
         return "a boolean"

@@ -134,9 +134,7 @@ def _model_error(body: dict, line_no: int, verdict: FileVerdict) -> LineError | 
     if not isinstance(model, str) or not model:
         return LineError("invalid_request", "body.model must be a non-empty string.", line_no, "body.model")
     if len(model) > MAX_MODEL:
-        return LineError(
-            "invalid_value", f"body.model must be at most {MAX_MODEL} characters.", line_no, "body.model"
-        )
+        return LineError("invalid_value", f"body.model must be at most {MAX_MODEL} characters.", line_no, "body.model")
     if verdict.served_models and model not in verdict.served_models:
         return LineError(
             "model_not_found",

@@ -10,8 +10,6 @@ carries the same `webhook-id` (receivers dedupe on it) and a fresh timestamp and
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 import secrets
@@ -37,19 +35,6 @@ EVENT_FOR_STATUS = {
     BatchStatus.CANCELLED: "batch.cancelled",
     BatchStatus.EXPIRED: "batch.expired",
 }
-
-
-def check_secret(secret: str) -> str:
-    """A `whsec_` secret (base64 after the prefix); raises ValueError for anything else."""
-    if not secret.startswith("whsec_"):
-        raise ValueError("a webhook secret starts with 'whsec_'")
-    try:
-        key = base64.b64decode(secret[len("whsec_") :], validate=True)
-    except binascii.Error as exc:
-        raise ValueError("a webhook secret is 'whsec_' followed by base64") from exc
-    if len(key) < 16:
-        raise ValueError("a webhook secret needs at least 16 bytes of key")
-    return secret
 
 
 def sync_endpoints(db: Database, endpoints: list[tuple[str, str, str]]) -> None:

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 models: File, Batch, BatchRequest, Lease, WebhookEndpoint, WebhookDelivery. The schema itself lives in migrations/."""
+"""SQLAlchemy 2 models: File, Batch, BatchRequest, Lease, WebhookEndpoint, WebhookDelivery.
+The schema itself lives in migrations/."""
 
 from __future__ import annotations
 
