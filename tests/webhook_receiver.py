@@ -53,6 +53,16 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
 
+    async def arrivals(self, count: int, timeout: float = 30.0) -> list[Delivery]:
+        """wait_for for async tests: the sender runs on the test's event loop, so never block it."""
+        import asyncio
+
+        deadline = time.time() + timeout
+        while len(self.deliveries) < count:
+            assert time.time() < deadline, f"{len(self.deliveries)} of {count} webhook deliveries arrived"
+            await asyncio.sleep(0.02)
+        return self.deliveries
+
     def wait_for(self, count: int, timeout: float = 30.0) -> list[Delivery]:
         deadline = time.time() + timeout
         while len(self.deliveries) < count:

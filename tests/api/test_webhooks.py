@@ -53,7 +53,7 @@ async def test_completed_failed_cancelled_expired_events(db_url, tmp_path):
                 s.execute(update(Batch).where(Batch.id == to_expire["id"]).values(expires_at=1))
             db.dispose()
             finals = {b: (await _wait(c, b))["status"] for b in (to_cancel["id"], to_expire["id"])}
-            rx.wait_for(4)
+            await rx.arrivals(4)
             seen = {}
             for delivery in rx.deliveries:
                 event = _unwrap(delivery, secret)
@@ -81,7 +81,7 @@ async def test_retries_keep_the_webhook_id_then_deliver(db_url, tmp_path):
         async with running_client(_app(db_url, tmp_path, SimulatedRuntime(), webhooks=hooks, **FAST)) as c:
             batch = await _wait(c, (await upload_batch(c, [chat_line(0)])).json()["id"])
             state = await _deliveries(c, batch["id"])
-            rx.wait_for(3)
+            await rx.arrivals(3)
     assert len({d.headers["webhook-id"] for d in rx.deliveries}) == 1  # the same id on every try
     assert rx.deliveries[1].arrived - rx.deliveries[0].arrived >= 0.09  # backed off
     assert rx.deliveries[2].arrived - rx.deliveries[1].arrived >= 0.19  # exponentially
@@ -114,8 +114,8 @@ async def test_endpoints_are_per_api_key(db_url, tmp_path):
                     if got["status"] == "completed":
                         break
                     await asyncio.sleep(0.05)
-            rx.wait_for(1)
-            await asyncio.sleep(0.3)  # a second (wrong) delivery would have arrived by now
+            await rx.arrivals(1)
+            await asyncio.sleep(0.5)  # a second (wrong) delivery would have arrived by now
             assert [_unwrap(d, secret).data.id for d in rx.deliveries] == [mine["id"]]
             none = (await c.get(f"/v1/batches/{theirs['id']}/webhook_deliveries", headers=b)).json()
             assert none["data"] == []
