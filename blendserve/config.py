@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     webhook_max_retry_delay_s: float = 6 * 3600.0  # ... to at most this between tries ...
     webhook_retry_window_s: float = 72 * 3600.0  # ... for up to this long after the event
     webhook_timeout_s: float = 10.0
-    webhook_poll_s: float = 0.5
+    webhook_poll_s: float = 0.2  # how often the sender looks for due deliveries (one indexed query)
 
     max_file_bytes: int = 200 * 1024 * 1024
     max_file_lines: int = 50_000

@@ -91,7 +91,7 @@ class RetryPolicy:
     max_delay_s: float = 6 * 3600.0
     window_s: float = 72 * 3600.0  # give up once the next try would fall past this age
     timeout_s: float = 10.0
-    poll_s: float = 0.5
+    poll_s: float = 0.2
 
     def delay(self, attempts: int) -> float:
         return min(self.max_delay_s, self.first_delay_s * 2 ** max(0, attempts - 1))
