@@ -30,7 +30,12 @@ class Settings(BaseSettings):
 
     dispatcher: bool = True
     lease_seconds: float = 15.0
-    request_timeout_s: float = 600.0
+    request_timeout_s: float = 600.0  # the longest a line's deadline gets (and the deadline until rates are known)
+    deadline_floor_s: float = 30.0  # the shortest a line's deadline gets
+    deadline_multiplier: float = 4.0  # slack over the measured per-line output rate
+    breaker_failure_threshold: int = 3  # consecutive retryable runtime failures that pause dispatch
+    probe_interval_s: float = 1.0  # first runtime health probe after a pause (doubling up to max_probe_interval_s)
+    max_probe_interval_s: float = 10.0
     max_attempts: int = 3
     retry_backoff_s: float = 0.5
     local_batch_size: int = 16

@@ -1,21 +1,29 @@
 """Runs dispatched lines on the runtime; each outcome lands in its own transaction.
 
 A line that fails anywhere fails alone: runtime errors are retried with backoff (a new rid per attempt) and
-then written as a per-line error; per-line problems (bad parameters) fail at once. A result lands only while
-its row is still in flight, so a late answer after cancel, expiry or a takeover never writes a line twice."""
+then written as a per-line error (`runtime_error`, or `request_timeout` when the line outlived its deadline);
+per-line problems (bad parameters) fail at once. While the runtime is down (the health breaker is open) a
+retryable failure costs the line no attempt. Each line waits at most its deadline (deadlines.py). A result
+lands only while its row is still in flight, so a late answer after cancel, expiry or a takeover never writes
+a line twice."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
+from enum import StrEnum
 
 import orjson
 
 from blendserve.core import ids
 from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.db_worker import DbWorker
+from blendserve.core.dispatch.deadlines import DeadlineEstimator
+from blendserve.core.dispatch.health import RuntimeHealth
 from blendserve.core.dispatch.pending import Entry, PendingSet
 from blendserve.core.dispatch.stats import DispatchStats
 from blendserve.core.openai_format import embedding_body, error_body, response_body
@@ -23,6 +31,21 @@ from blendserve.core.runtime.base import EmbedParams, GenerateRequest, Runtime, 
 from blendserve.store import dispatch_queries as ds
 
 log = logging.getLogger("blendserve.dispatch")
+ABORT_TIMEOUT_S = 5.0
+
+
+class LineErrorCode(StrEnum):
+    """The per-line error codes a line that ran and failed is written with."""
+
+    RUNTIME_ERROR = "runtime_error"
+    REQUEST_TIMEOUT = "request_timeout"
+    UNSUPPORTED_PARAMETER = "unsupported_parameter"
+
+
+class LineTimeout(Exception):
+    """The runtime did not answer the line within its deadline (retryable)."""
+
+    retryable = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +65,11 @@ class LineRunner:
         pending: PendingSet,
         stats: DispatchStats,
         on_done: Callable[[], None],
+        health: RuntimeHealth,
+        deadlines: DeadlineEstimator,
     ) -> None:
         self.dbw, self.runtime, self.config, self.pending, self.stats = dbw, runtime, config, pending, stats
+        self.health, self.deadlines = health, deadlines
         self.on_done = on_done  # wakes the loop: a slot is free
         self.running: dict[int, asyncio.Task[None]] = {}
 
@@ -93,15 +119,20 @@ class LineRunner:
     async def _run(self, entry: Entry) -> None:
         row = entry.row
         attempt = row.attempts + 1
+        rid = f"{row.id}-{attempt}" + (f"r{entry.free_requeues}" if entry.free_requeues else "")
+        started = time.monotonic()
         try:
-            outcome = await asyncio.wait_for(self._execute(entry, f"{row.id}-{attempt}"), self.config.request_timeout_s)
+            outcome = await self._execute_within_deadline(entry, rid)
+            self.health.record_success()
+            self.deadlines.observe(outcome.completion_tokens, time.monotonic() - started)
             await self._land(entry, outcome)
             self.pending.drop(row.id)
         except asyncio.CancelledError:
             self.pending.drop(row.id)
             raise
         except UnsupportedParameter as exc:
-            await self.fail_line(row, error_body(str(exc), exc.param, code="unsupported_parameter"), 400)
+            body = error_body(str(exc), exc.param, code=LineErrorCode.UNSUPPORTED_PARAMETER)
+            await self.fail_line(row, body, 400)
             self.pending.drop(row.id)
         except Exception as exc:  # runtime errors and timeouts: retry with backoff, then a per-line error
             await self._retry_or_fail(entry, attempt, exc)
@@ -109,6 +140,16 @@ class LineRunner:
             self.pending.finished(entry)
             self.running.pop(row.id, None)
             self.on_done()
+
+    async def _execute_within_deadline(self, entry: Entry, rid: str) -> Outcome:
+        """Raises LineTimeout past the line's deadline, after asking the runtime to drop the request."""
+        deadline = self.deadlines.deadline_s(entry.params.max_new_tokens * entry.params.n)
+        try:
+            return await asyncio.wait_for(self._execute(entry, rid), deadline)
+        except TimeoutError:
+            with contextlib.suppress(Exception):  # best effort: the runtime may be the thing that hangs
+                await asyncio.wait_for(self.runtime.abort(rid), ABORT_TIMEOUT_S)
+            raise LineTimeout(f"no answer within the line's deadline of {deadline:.1f} s") from None
 
     async def _land(self, entry: Entry, outcome: Outcome) -> None:
         row = entry.row
@@ -135,6 +176,13 @@ class LineRunner:
         row = entry.row
         retryable = getattr(exc, "retryable", True)
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if retryable:
+            self.health.record_failure(exc)
+            if self.health.should_refund() and entry.free_requeues < self.config.max_free_requeues:
+                entry.free_requeues += 1
+                await self.dbw.run(ds.return_to_pending, self.dbw.db, row.id, refund_attempt=True)
+                self.pending.requeue(entry)
+                return
         if retryable and attempt < self.config.max_attempts:
             self.stats.retried += 1
             log.warning("request %s attempt %d failed (%s); retrying", row.id, attempt, message)
@@ -144,6 +192,7 @@ class LineRunner:
             self.pending.requeue(entry)
             return
         message = f"The request failed after {attempt} attempt(s): {message}"
-        body = error_body(message, None, code="runtime_error", type_="server_error")
-        await self.fail_line(row, body, 500)
+        timed_out = isinstance(exc, LineTimeout)
+        code = LineErrorCode.REQUEST_TIMEOUT if timed_out else LineErrorCode.RUNTIME_ERROR
+        await self.fail_line(row, error_body(message, None, code=code, type_="server_error"), 504 if timed_out else 500)
         self.pending.drop(row.id)

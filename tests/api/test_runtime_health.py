@@ -1,0 +1,110 @@
+"""Runtime outages and hangs through the real dispatcher (in-process app, SQLite and Postgres): an outage mid-batch
+pauses dispatch without spending attempts and fails no line; a line that never gets an answer ends with
+`request_timeout` after its retries; /health says the breaker's state."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from blendserve.core.dispatch.config import DispatchConfig
+from blendserve.core.dispatch.loop import Dispatcher
+from blendserve.store.db import Database
+from blendserve.store.models import BatchRequest
+from tests.conftest import make_settings, running_client
+from tests.fakes.outage_runtime import OutageRuntime
+from tests.helpers import chat_line, upload_batch
+
+pytestmark = pytest.mark.anyio
+N = 120
+
+
+def _app(db_url, tmp_path, runtime, **overrides):
+    from blendserve.api.app import create_app
+
+    base = dict(dispatcher=True, retry_backoff_s=0.01, probe_interval_s=0.1, max_probe_interval_s=0.4)
+    settings = make_settings(db_url, tmp_path / "d", **{**base, **overrides})
+    config = DispatchConfig.from_settings(settings)
+    return create_app(settings, lambda db, blobs: Dispatcher(db, blobs, config, runtime))
+
+
+async def _batch(client, batch_id):
+    return (await client.get(f"/v1/batches/{batch_id}")).json()
+
+
+async def _until(predicate, timeout=30.0, every=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := await predicate():
+            return value
+        await asyncio.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+def _attempt_histogram(db_url) -> dict[int, int]:
+    db = Database(db_url)
+    try:
+        with db.transaction() as s:
+            rows = s.execute(select(BatchRequest.attempts, func.count()).group_by(BatchRequest.attempts)).all()
+        return {attempts: n for attempts, n in rows}
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("with_health_check", [True, False], ids=["probe", "trial-lines"])
+async def test_outage_mid_batch_fails_no_line_and_spends_no_attempts(db_url, tmp_path, with_health_check):
+    runtime = OutageRuntime(per_request_s=0.02, with_health_check=with_health_check, max_concurrency=8)
+    async with running_client(_app(db_url, tmp_path, runtime)) as c:
+        batch = (await upload_batch(c, [chat_line(i) for i in range(N)])).json()
+        await _until(lambda: _progress(c, batch["id"], at_least=N // 4))
+        runtime.go_down()
+        health = await _until(lambda: _breaker(c, "open"))
+        assert health["down_for_s"] is not None and "outage" in health["last_error"]
+        await asyncio.sleep(1.5)  # the outage: with the breaker open, dispatch must pause (checked below)
+        calls_while_down = runtime.generate_calls_while_down
+        assert calls_while_down <= 8 + 3, calls_while_down  # the lines in flight, then trial lines only
+        runtime.come_up()
+        recovered = time.monotonic()
+        done = await _until(lambda: _finished(c, batch["id"]))
+        print(f"finished {time.monotonic() - recovered:.2f} s after recovery")
+        assert done["request_counts"] == {"total": N, "completed": N, "failed": 0}
+        assert (await _breaker(c, "closed"))["outages"] == 1
+    spent = _attempt_histogram(db_url)
+    # only failures before the breaker opened (threshold - 1 = 2) cost an attempt
+    assert sum(n for attempts, n in spent.items() if attempts > 1) <= 2, spent
+
+
+async def test_line_that_never_answers_fails_with_request_timeout(db_url, tmp_path):
+    runtime = OutageRuntime(per_request_s=0.01, hang_marker=b"forever", max_concurrency=8)
+    app = _app(db_url, tmp_path, runtime, deadline_floor_s=0.3, request_timeout_s=5.0, max_attempts=2)
+    async with running_client(app) as c:
+        warmup = (await upload_batch(c, [chat_line(i) for i in range(20)])).json()
+        await _until(lambda: _finished(c, warmup["id"]))  # the rates are measured now
+        objs = [chat_line(i) for i in range(10)] + [chat_line(99, prompt="wait forever")]
+        started = time.monotonic()
+        batch = (await upload_batch(c, objs)).json()
+        done = await _until(lambda: _finished(c, batch["id"]), timeout=20)
+        elapsed = time.monotonic() - started
+        assert done["request_counts"] == {"total": 11, "completed": 10, "failed": 1}
+        err = (await c.get(f"/v1/files/{done['error_file_id']}/content")).text.splitlines()
+        assert len(err) == 1 and '"code":"request_timeout"' in err[0].replace(" ", "")
+        assert "2 attempt" in err[0]
+        assert elapsed < 2 * 5.0, elapsed  # the measured deadline, well under the 5 s ceiling, ended each try
+        assert (await _breaker(c, "closed"))["state"] == "closed"  # one slow line is not an outage
+
+
+async def _progress(client, batch_id, at_least):
+    return (await _batch(client, batch_id))["request_counts"]["completed"] >= at_least
+
+
+async def _finished(client, batch_id):
+    batch = await _batch(client, batch_id)
+    return batch if batch["status"] in ("completed", "failed", "cancelled", "expired") else None
+
+
+async def _breaker(client, state):
+    runtime = (await client.get("/health")).json()["dispatcher"]["runtime"]
+    return runtime if runtime["state"] == state else None

@@ -1,0 +1,66 @@
+"""A simulated runtime whose outages and hangs can be switched on: the runtime side of the reliability tests
+and of bench/outage_bench.py.
+
+While down, generate() fails at once (as a refused connection does) and health() raises; a request that was
+running when the outage began fails when it would have finished (as a reset connection does). Prompts that
+contain `hang_marker` never get an answer. `per_request_s` is a fixed service time per request."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from blendserve.core.runtime.base import GenerateRequest, GenerateResult, RuntimeError_
+from blendserve.core.runtime.simulated import SimulatedRuntime
+
+
+class OutageRuntime(SimulatedRuntime):
+    def __init__(
+        self,
+        per_request_s: float = 0.0,
+        with_health_check: bool = True,
+        hang_marker: bytes | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.per_request_s = per_request_s
+        self.hang_marker = hang_marker
+        self.down = False
+        self.outages = 0  # how many outages began (a request spanning one fails)
+        self.generate_calls_while_down = 0
+        self.health_calls = 0
+        if not with_health_check:
+            self.health = None  # the dispatcher then probes with trial lines
+
+    def go_down(self) -> None:
+        self.down = True
+        self.outages += 1
+
+    def come_up(self) -> None:
+        self.down = False
+
+    async def outage(self, seconds: float) -> None:
+        self.go_down()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.come_up()
+
+    async def health(self) -> dict:
+        self.health_calls += 1
+        if self.down:
+            raise RuntimeError_("connection refused (simulated outage)")
+        return {"status": "ok"}
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        if self.down:
+            self.generate_calls_while_down += 1
+            raise RuntimeError_("connection refused (simulated outage)")
+        if self.hang_marker is not None and self.hang_marker in bytes(request.input_ids):
+            await asyncio.Event().wait()  # never answers; the dispatcher's deadline ends it
+        outages_before, started = self.outages, time.monotonic()
+        if self.per_request_s:
+            await asyncio.sleep(self.per_request_s)
+        if self.outages != outages_before:
+            raise RuntimeError_(f"connection reset after {time.monotonic() - started:.2f} s (simulated outage)")
+        return await super().generate(request)
