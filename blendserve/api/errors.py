@@ -1,5 +1,9 @@
 """The ONE place that turns errors into HTTP responses with OpenAI's envelope:
-{"error": {"message", "type", "param", "code"}}. Nothing else builds an error response."""
+{"error": {"message", "type", "param", "code"}}. Nothing else builds an error response.
+
+An unexpected exception becomes a 500 envelope inside `CatchUnexpected`, an ASGI middleware, and is NOT
+re-raised: Starlette's own last-resort handler sends the response and then re-raises, and uvicorn answers a
+re-raised exception by closing the connection, resetting the client's keep-alive connection."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from blendserve.core.errors import BlendServeError
 
@@ -71,8 +76,34 @@ def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     return envelope(500, "The server had an error while processing your request.", "server_error")
 
 
+class CatchUnexpected:
+    """Turns an exception escaping the app into the 500 envelope on a connection that stays open. Once the
+    response has started, nothing sound can be sent: the exception goes on up (and the connection closes)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:
+                raise
+            await _unexpected(Request(scope), exc)(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(BlendServeError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(CatchUnexpected)  # innermost of the user middleware: runs inside any added later
