@@ -63,7 +63,7 @@ async def test_outage_mid_batch_fails_no_line_and_spends_no_attempts(db_url, tmp
         runtime.go_down()
         health = await _until(lambda: _breaker(c, "open"))
         assert health["down_for_s"] is not None and "outage" in health["last_error"]
-        await asyncio.sleep(1.5)  # the outage: with the breaker open, dispatch must pause (checked below)
+        await asyncio.sleep(3.0)  # the outage: with the breaker open, dispatch must pause (checked below)
         calls_while_down = runtime.generate_calls_while_down
         assert calls_while_down <= 8 + 3, calls_while_down  # the lines in flight, then trial lines only
         runtime.come_up()
