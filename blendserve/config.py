@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     deadline_multiplier: float = 4.0  # slack over the measured per-line output rate
     breaker_failure_threshold: int = 3  # consecutive retryable runtime failures that pause dispatch
     probe_interval_s: float = 1.0  # first runtime health probe after a pause (doubling up to max_probe_interval_s)
-    max_probe_interval_s: float = 10.0
+    max_probe_interval_s: float = 5.0
     max_attempts: int = 3
     retry_backoff_s: float = 0.5
     local_batch_size: int = 16

@@ -23,17 +23,24 @@ def _limits(ctx: Ctx) -> batches.IntakeLimits:
 
 
 @router.post("", response_model=BatchObject, response_model_exclude_none=True)
-def create_batch(ctx: Ctx, owner: Owner, body: CreateBatchBody):
-    row = batches.create_batch(
-        ctx.db, ctx.blobs, _limits(ctx), owner, body.input_file_id, body.endpoint, body.completion_window, body.metadata
+async def create_batch(ctx: Ctx, owner: Owner, body: CreateBatchBody):
+    row = await ctx.run(
+        batches.create_batch,
+        ctx.db,
+        ctx.blobs,
+        _limits(ctx),
+        owner,
+        body.input_file_id,
+        body.endpoint,
+        body.completion_window,
+        body.metadata,
     )
     if ctx.dispatcher is not None:
         ctx.dispatcher.wake()
     return batch_object(row)
 
 
-@router.get("", response_model=BatchList, response_model_exclude_none=True)
-def list_batches(ctx: Ctx, owner: Owner, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None):
+def _batch_page(ctx: Ctx, owner: str, limit: int, after: str | None) -> BatchList:
     with ctx.db.transaction() as s:
         rows, has_more = repo.list_batches(s, owner, limit, after)
     data = [batch_object(r) for r in rows]
@@ -42,14 +49,21 @@ def list_batches(ctx: Ctx, owner: Owner, limit: Annotated[int, Query(ge=1, le=10
     )
 
 
+@router.get("", response_model=BatchList, response_model_exclude_none=True)
+async def list_batches(
+    ctx: Ctx, owner: Owner, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None
+):
+    return await ctx.run(_batch_page, ctx, owner, limit, after)
+
+
 @router.get("/{batch_id}", response_model=BatchObject, response_model_exclude_none=True)
-def retrieve_batch(ctx: Ctx, owner: Owner, batch_id: str):
-    return batch_object(batches.get_batch(ctx.db, owner, batch_id))
+async def retrieve_batch(ctx: Ctx, owner: Owner, batch_id: str):
+    return batch_object(await ctx.run(batches.get_batch, ctx.db, owner, batch_id))
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchObject, response_model_exclude_none=True)
-def cancel_batch(ctx: Ctx, owner: Owner, batch_id: str):
-    row = batches.cancel_batch(ctx.db, ctx.blobs, owner, batch_id)
+async def cancel_batch(ctx: Ctx, owner: Owner, batch_id: str):
+    row = await ctx.run(batches.cancel_batch, ctx.db, ctx.blobs, owner, batch_id)
     if ctx.dispatcher is not None:
         ctx.dispatcher.wake()
     return batch_object(row)

@@ -44,7 +44,7 @@ def create_file(
 
 
 @router.get("", response_model=FileList, response_model_exclude_none=True)
-def list_files(
+async def list_files(
     ctx: Ctx,
     owner: Owner,
     purpose: str | None = None,
@@ -52,6 +52,10 @@ def list_files(
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
 ):
+    return await ctx.run(_file_page, ctx, owner, purpose, limit, order, after)
+
+
+def _file_page(ctx: Ctx, owner: str, purpose: str | None, limit: int, order: str, after: str | None) -> FileList:
     with ctx.db.transaction() as s:
         rows, has_more = repo.list_files(s, owner, purpose, limit, order, after, now=ids.now())
     data = [file_object(r) for r in rows]
@@ -61,8 +65,8 @@ def list_files(
 
 
 @router.get("/{file_id}", response_model=FileObject, response_model_exclude_none=True)
-def retrieve_file(ctx: Ctx, owner: Owner, file_id: str):
-    return file_object(files.get_file(ctx.db, owner, file_id))
+async def retrieve_file(ctx: Ctx, owner: Owner, file_id: str):
+    return file_object(await ctx.run(files.get_file, ctx.db, owner, file_id))
 
 
 @router.get(

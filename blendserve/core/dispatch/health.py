@@ -33,7 +33,7 @@ class BreakerState(StrEnum):
 class HealthConfig:
     failure_threshold: int = 3
     probe_interval_s: float = 1.0
-    max_probe_interval_s: float = 10.0
+    max_probe_interval_s: float = 5.0
     probe_timeout_s: float = 5.0
     trial_lines: int = 1
 
