@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     sglang_url: str = "http://127.0.0.1:30000"
     gpu: str = "h100"  # perf-model preset for simulated/sglang runtimes
 
+    api_threads: int = 8  # threads for the API handlers' database calls (bench/load.py, Postgres: 2 slower, 8 = 32)
     dispatcher: bool = True
     lease_seconds: float = 15.0
     request_timeout_s: float = 600.0  # the longest a line's deadline gets (and the deadline until rates are known)

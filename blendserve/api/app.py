@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
+from anyio import CapacityLimiter
 from fastapi import FastAPI
 
 from blendserve import __version__
@@ -61,4 +62,10 @@ def _build_context(settings: Settings, migrate: bool) -> AppContext:
     recovered = recover_validating(db, blobs, IntakeLimits(settings.max_file_lines, settings.max_batch_errors))
     if recovered:
         log.info("re-validated %d batch(es) left in 'validating' by a previous process", recovered)
-    return AppContext(settings=settings, db=db, blobs=blobs, model_ids=tuple(filter(None, [settings.model_name])))
+    return AppContext(
+        settings=settings,
+        db=db,
+        blobs=blobs,
+        model_ids=tuple(filter(None, [settings.model_name])),
+        limiter=CapacityLimiter(settings.api_threads),
+    )

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from blendserve.api.deps import Ctx, Owner
-from blendserve.api.schemas import BatchList, BatchObject, CreateBatchBody, ErrorEnvelope, batch_object
+from blendserve.api.schemas import BatchList, BatchObject, CreateBatchBody, ErrorEnvelope, as_json, batch_object
 from blendserve.core import batches
 from blendserve.store import repositories as repo
 
@@ -37,7 +37,7 @@ async def create_batch(ctx: Ctx, owner: Owner, body: CreateBatchBody):
     )
     if ctx.dispatcher is not None:
         ctx.dispatcher.wake()
-    return batch_object(row)
+    return as_json(batch_object(row))
 
 
 def _batch_page(ctx: Ctx, owner: str, limit: int, after: str | None) -> BatchList:
@@ -53,12 +53,12 @@ def _batch_page(ctx: Ctx, owner: str, limit: int, after: str | None) -> BatchLis
 async def list_batches(
     ctx: Ctx, owner: Owner, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None
 ):
-    return await ctx.run(_batch_page, ctx, owner, limit, after)
+    return as_json(await ctx.run(_batch_page, ctx, owner, limit, after))
 
 
 @router.get("/{batch_id}", response_model=BatchObject, response_model_exclude_none=True)
 async def retrieve_batch(ctx: Ctx, owner: Owner, batch_id: str):
-    return batch_object(await ctx.run(batches.get_batch, ctx.db, owner, batch_id))
+    return as_json(batch_object(await ctx.run(batches.get_batch, ctx.db, owner, batch_id)))
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchObject, response_model_exclude_none=True)
@@ -66,4 +66,4 @@ async def cancel_batch(ctx: Ctx, owner: Owner, batch_id: str):
     row = await ctx.run(batches.cancel_batch, ctx.db, ctx.blobs, owner, batch_id)
     if ctx.dispatcher is not None:
         ctx.dispatcher.wake()
-    return batch_object(row)
+    return as_json(batch_object(row))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from blendserve.api.deps import Ctx, Owner
-from blendserve.api.schemas import ErrorEnvelope, FileDeleted, FileList, FileObject, file_object
+from blendserve.api.schemas import ErrorEnvelope, FileDeleted, FileList, FileObject, as_json, file_object
 from blendserve.core import files, ids
 from blendserve.core.errors import InvalidRequest, NotFound
 from blendserve.store import repositories as repo
@@ -52,7 +52,7 @@ async def list_files(
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
 ):
-    return await ctx.run(_file_page, ctx, owner, purpose, limit, order, after)
+    return as_json(await ctx.run(_file_page, ctx, owner, purpose, limit, order, after))
 
 
 def _file_page(ctx: Ctx, owner: str, purpose: str | None, limit: int, order: str, after: str | None) -> FileList:
@@ -66,7 +66,7 @@ def _file_page(ctx: Ctx, owner: str, purpose: str | None, limit: int, order: str
 
 @router.get("/{file_id}", response_model=FileObject, response_model_exclude_none=True)
 async def retrieve_file(ctx: Ctx, owner: Owner, file_id: str):
-    return file_object(await ctx.run(files.get_file, ctx.db, owner, file_id))
+    return as_json(file_object(await ctx.run(files.get_file, ctx.db, owner, file_id)))
 
 
 @router.get(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Literal
 
 import orjson
+from fastapi import Response
 from pydantic import BaseModel, Field
 
 from blendserve.store.models import Batch, File
@@ -173,3 +174,10 @@ def batch_object(row: Batch) -> BatchObject:
         ),
         metadata=orjson.loads(row.metadata_json) if row.metadata_json else None,
     )
+
+
+def as_json(model: BaseModel) -> Response:
+    """The model, serialized once, as the response. Routes still declare response_model (the OpenAPI shape), but
+    returning the model itself would make FastAPI validate it again and re-serialize it: about 1 ms of CPU a
+    request on this machine (measured with bench/load.py and in-process), for a model built here from typed rows."""
+    return Response(model.model_dump_json(exclude_none=True), media_type="application/json")

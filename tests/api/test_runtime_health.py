@@ -77,6 +77,20 @@ async def test_outage_mid_batch_fails_no_line_and_spends_no_attempts(db_url, tmp
     assert sum(n for attempts, n in spent.items() if attempts > 1) <= 2, spent
 
 
+async def test_runtime_down_before_the_batch_arrives_pauses_loading_and_fails_nothing(db_url, tmp_path):
+    runtime = OutageRuntime(max_concurrency=8)
+    runtime.go_down()  # tokenizer and generation refuse: the loader stalls, which opens the breaker
+    async with running_client(_app(db_url, tmp_path, runtime)) as c:
+        batch = (await upload_batch(c, [chat_line(i) for i in range(20)])).json()
+        health = await _until(lambda: _breaker(c, "open"))
+        assert "tokenizer" in health["last_error"]
+        assert (await _batch(c, batch["id"]))["request_counts"]["completed"] == 0
+        runtime.come_up()
+        done = await _until(lambda: _finished(c, batch["id"]))
+        assert done["request_counts"] == {"total": 20, "completed": 20, "failed": 0}
+    assert set(_attempt_histogram(db_url)) == {1}
+
+
 async def test_line_that_never_answers_fails_with_request_timeout(db_url, tmp_path):
     runtime = OutageRuntime(per_request_s=0.01, hang_marker=b"forever", max_concurrency=8)
     app = _app(db_url, tmp_path, runtime, deadline_floor_s=0.3, request_timeout_s=5.0, max_attempts=2)

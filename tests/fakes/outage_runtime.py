@@ -1,9 +1,9 @@
 """A simulated runtime whose outages and hangs can be switched on: the runtime side of the reliability tests
 and of bench/outage_bench.py.
 
-While down, generate() fails at once (as a refused connection does) and health() raises; a request that was
-running when the outage began fails when it would have finished (as a reset connection does). Prompts that
-contain `hang_marker` never get an answer. `per_request_s` is a fixed service time per request."""
+While down, generate() and the tokenizer fail at once (as a refused connection does) and health() raises; a
+request that was running when the outage began fails when it would have finished (as a reset connection does).
+Prompts that contain `hang_marker` never get an answer. `per_request_s` is a fixed service time per request."""
 
 from __future__ import annotations
 
@@ -12,6 +12,25 @@ import time
 
 from blendserve.core.runtime.base import GenerateRequest, GenerateResult, RuntimeError_
 from blendserve.core.runtime.simulated import SimulatedRuntime
+
+
+class OutageTokenizer:
+    """The simulated byte tokenizer, refusing (retryably) while its runtime is down."""
+
+    def __init__(self, runtime: OutageRuntime, inner) -> None:
+        self.runtime, self.inner = runtime, inner
+
+    def _check(self) -> None:
+        if self.runtime.down:
+            raise RuntimeError_("tokenizer: connection refused (simulated outage)")
+
+    def encode_text(self, text: str) -> list[int]:
+        self._check()
+        return self.inner.encode_text(text)
+
+    def encode_chat(self, messages: list[dict]) -> list[int]:
+        self._check()
+        return self.inner.encode_chat(messages)
 
 
 class OutageRuntime(SimulatedRuntime):
@@ -29,6 +48,7 @@ class OutageRuntime(SimulatedRuntime):
         self.outages = 0  # how many outages began (a request spanning one fails)
         self.generate_calls_while_down = 0
         self.health_calls = 0
+        self.tokenizer = OutageTokenizer(self, self.tokenizer)
         if not with_health_check:
             self.health = None  # the dispatcher then probes with trial lines
 

@@ -125,6 +125,8 @@ class Dispatcher:
             self._new_work, self._last_sweep = False, now
             if not self.health.is_open:  # loading tokenizes, and the tokenizer may be the runtime that is down
                 await self.loader.load()
+                if self.loader.stalled_on is not None:
+                    self.health.record_failure(self.loader.stalled_on)
             await self.housekeeper.sweep()
         await self._dispatch_wave()
 
