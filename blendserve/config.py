@@ -26,14 +26,16 @@ class Settings(BaseSettings):
     model_path: str | None = None  # local: HF dir or GGUF; sglang-engine: model path
     model_name: str | None = None  # served model name override
     sglang_url: str = "http://127.0.0.1:30000"
+    sglang_info_timeout_s: float = 5.0  # each SGLang info/health/abort call; start-up never waits longer per try
+    sglang_tokenize_timeout_s: float = 30.0  # each /v1/tokenize call (two tries, then a retryable error)
+    tokenizer_path: str | None = None  # sglang: the model's HF tokenizer dir (exact logprob bytes; Engine too)
+    chat_template: str | None = None  # sglang-engine: a .jinja file, as SGLang's --chat-template
     gpu: str = "h100"  # perf-model preset for simulated/sglang runtimes
 
     api_threads: int = 8  # threads for the API handlers' database calls (bench/load.py, Postgres: 2 slower, 8 = 32)
     dispatcher: bool = True
     lease_seconds: float = 15.0
-    request_timeout_s: float = 600.0  # the longest a line's deadline gets (and the deadline until rates are known)
-    deadline_floor_s: float = 30.0  # the shortest a line's deadline gets
-    deadline_multiplier: float = 4.0  # slack over the measured per-line output rate
+    request_timeout_s: float = 600.0
     breaker_failure_threshold: int = 3  # consecutive retryable runtime failures that pause dispatch
     probe_interval_s: float = 1.0  # first runtime health probe after a pause (doubling up to max_probe_interval_s)
     max_probe_interval_s: float = 5.0

@@ -1,11 +1,11 @@
-"""The runtime-health breaker's state machine and the deadline estimator, on a fake clock."""
+"""The runtime-health breaker's state machine, on a fake clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from blendserve.core.dispatch.deadlines import DeadlineConfig, DeadlineEstimator
 from blendserve.core.dispatch.health import BreakerState, HealthConfig, RuntimeHealth
+from blendserve.core.runtime.base import Health, HealthState
 
 pytestmark = pytest.mark.anyio
 
@@ -22,10 +22,9 @@ class Check:
     def __init__(self) -> None:
         self.up, self.calls = False, 0
 
-    async def __call__(self) -> None:
+    async def __call__(self) -> Health:
         self.calls += 1
-        if not self.up:
-            raise ConnectionError("refused")
+        return Health(HealthState.READY if self.up else HealthState.DOWN, "" if self.up else "refused")
 
 
 def _breaker(check=None, **config):
@@ -48,13 +47,39 @@ async def test_consecutive_failures_open_and_a_success_resets_the_count():
     assert health.describe()["last_error"] == "RuntimeError: e" and health.describe()["outages"] == 1
 
 
+async def test_starting_waits_for_ready_then_dispatch_starts_closed():
+    check = Check()
+    health = _breaker(check)
+    assert health.state == BreakerState.STARTING and health.is_open and health.dispatch_room(5) == 0
+    for _ in range(3):
+        await health.probe_if_due()
+        health.clock.now += 1.0
+    assert check.calls == 3 and health.state == BreakerState.STARTING  # every probe interval, no backoff
+    assert health.describe()["last_error"] == "health: down (refused)"
+    check.up = True
+    await health.probe_if_due()
+    assert health.state == BreakerState.CLOSED and health.describe()["outages"] == 0
+
+
+async def test_a_probe_that_raises_or_hangs_means_down():
+    async def broken() -> Health:
+        raise OSError("boom")
+
+    health = _breaker(broken)
+    await health.probe_if_due()
+    assert health.state == BreakerState.STARTING and "boom" in health.describe()["last_error"]
+
+
 async def test_probe_backs_off_while_down_then_half_open_trial_closes():
     check = Check()
     health = _breaker(check, failure_threshold=1, trial_lines=2)
+    check.up = True
+    await health.probe_if_due()  # started
+    check.up, check.calls = False, 0
     health.record_failure("down")
     await health.probe_if_due()
     assert check.calls == 0  # not due before probe_interval_s
-    waits = []
+    waits: list[float] = []
     for _ in range(4):
         before = health.clock.now
         while check.calls == len(waits):
@@ -82,19 +107,3 @@ async def test_a_failed_trial_opens_again_and_without_a_check_trials_are_the_pro
     assert health.state == BreakerState.HALF_OPEN and health.describe()["probe"] == "trial_lines"
     health.record_failure("trial failed")
     assert health.state == BreakerState.OPEN and health.describe()["outages"] == 1  # the same outage
-
-
-def test_deadline_uses_the_ceiling_until_rates_are_known_then_scales_with_max_tokens():
-    est = DeadlineEstimator(DeadlineConfig(floor_s=2.0, ceiling_s=600.0, multiplier=4.0, min_observations=3))
-    assert est.deadline_s(100) == 600.0
-    for _ in range(3):
-        est.observe(100, 2.0)  # 50 tokens/s per line
-    assert est.deadline_s(100) == pytest.approx(2.0 + 4 * 100 / 50)
-    assert est.deadline_s(1) == pytest.approx(2.0 + 4 / 50)
-    assert est.deadline_s(10**6) == 600.0
-    est.observe(10, 1.0)  # a slow line pulls the rate down at once: 30 tokens/s
-    assert est.rate == pytest.approx(30.0)
-    est.observe(1000, 1.0)  # a fast one pushes it up only a little
-    assert est.rate == pytest.approx(30.0 + 0.1 * 970)
-    est.observe(0, 1.0)  # nothing to learn from an empty answer
-    assert est.observations == 5

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import _pg_database
+from tests.support import pg_database
 
 
 @pytest.fixture
 def fresh_pg_url() -> Iterator[str]:
     if os.environ.get("BLENDSERVE_SKIP_POSTGRES") == "1":
         pytest.skip("BLENDSERVE_SKIP_POSTGRES=1")
-    yield from _pg_database()
+    yield from pg_database()

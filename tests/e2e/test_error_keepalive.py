@@ -10,8 +10,8 @@ import httpx
 import uvicorn
 from fastapi import Request
 
-from tests.conftest import make_settings
 from tests.e2e.server import free_port
+from tests.support import make_settings
 
 
 def _app(settings):

@@ -1,16 +1,20 @@
 """A simulated runtime whose outages and hangs can be switched on: the runtime side of the reliability tests
 and of bench/outage_bench.py.
 
-While down, generate() and the tokenizer fail at once (as a refused connection does) and health() raises; a
-request that was running when the outage began fails when it would have finished (as a reset connection does).
-Prompts that contain `hang_marker` never get an answer. `per_request_s` is a fixed service time per request."""
+While down, generate() and the tokenizer fail at once with RuntimeError_ (as a refused connection does; the
+SGLang adapter would say RuntimeUnavailable, which the dispatcher refunds on its own: this fake leaves the
+breaker to do it) and health() says DOWN; a request that was running when the outage began fails when it would
+have finished (as a reset connection does). Prompts that contain `hang_marker` never get an answer.
+`per_request_s` is a fixed service time per request. Deadlines come from the measured rate (runtime/deadline.py),
+as the SGLang adapters' do."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
-from blendserve.core.runtime.base import GenerateRequest, GenerateResult, RuntimeError_
+from blendserve.core.runtime.base import GenerateRequest, GenerateResult, Health, HealthState, RuntimeError_
+from blendserve.core.runtime.deadline import DeadlineEstimator
 from blendserve.core.runtime.simulated import SimulatedRuntime
 
 
@@ -39,9 +43,11 @@ class OutageRuntime(SimulatedRuntime):
         per_request_s: float = 0.0,
         with_health_check: bool = True,
         hang_marker: bytes | None = None,
+        deadline_floor_s: float = 30.0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.deadlines = DeadlineEstimator(self.timeout_s, floor_s=deadline_floor_s)
         self.per_request_s = per_request_s
         self.hang_marker = hang_marker
         self.down = False
@@ -66,11 +72,16 @@ class OutageRuntime(SimulatedRuntime):
         finally:
             self.come_up()
 
-    async def health(self) -> dict:
+    async def health(self) -> Health:
         self.health_calls += 1
-        if self.down:
-            raise RuntimeError_("connection refused (simulated outage)")
-        return {"status": "ok"}
+        return (
+            Health(HealthState.DOWN, "connection refused (simulated outage)")
+            if self.down
+            else Health(HealthState.READY)
+        )
+
+    def deadline_s(self, request: GenerateRequest) -> float:
+        return self.deadlines.deadline_s(request.params.max_new_tokens)
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         if self.down:
@@ -83,4 +94,6 @@ class OutageRuntime(SimulatedRuntime):
             await asyncio.sleep(self.per_request_s)
         if self.outages != outages_before:
             raise RuntimeError_(f"connection reset after {time.monotonic() - started:.2f} s (simulated outage)")
-        return await super().generate(request)
+        result = await super().generate(request)
+        self.deadlines.observe(result.completion_tokens, time.monotonic() - started)
+        return result

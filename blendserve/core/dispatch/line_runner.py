@@ -2,8 +2,9 @@
 
 A line that fails anywhere fails alone: runtime errors are retried with backoff (a new rid per attempt) and
 then written as a per-line error (`runtime_error`, or `request_timeout` when the line outlived its deadline);
-per-line problems (bad parameters) fail at once. While the runtime is down (the health breaker is open) a
-retryable failure costs the line no attempt. Each line waits at most its deadline (deadlines.py). A result
+per-line problems (bad parameters) fail at once. A failure that is not the line's fault (RuntimeUnavailable, or
+any retryable failure while the health breaker is open) costs the line no attempt. Each line waits at most the
+deadline its runtime gives for it (Runtime.deadline_s: max_tokens over the measured rate). A result
 lands only while its row is still in flight, so a late answer after cancel, expiry or a takeover never writes
 a line twice."""
 
@@ -13,21 +14,26 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from enum import StrEnum
+from typing import Any
 
 import orjson
 
 from blendserve.core import ids
 from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.db_worker import DbWorker
-from blendserve.core.dispatch.deadlines import DeadlineEstimator
 from blendserve.core.dispatch.health import RuntimeHealth
 from blendserve.core.dispatch.pending import Entry, PendingSet
 from blendserve.core.dispatch.stats import DispatchStats
 from blendserve.core.openai_format import embedding_body, error_body, response_body
-from blendserve.core.runtime.base import EmbedParams, GenerateRequest, Runtime, UnsupportedParameter
+from blendserve.core.runtime.base import (
+    EmbedParams,
+    GenerateRequest,
+    Runtime,
+    RuntimeUnavailable,
+    UnsupportedParameter,
+)
 from blendserve.store import dispatch_queries as ds
 
 log = logging.getLogger("blendserve.dispatch")
@@ -66,12 +72,12 @@ class LineRunner:
         stats: DispatchStats,
         on_done: Callable[[], None],
         health: RuntimeHealth,
-        deadlines: DeadlineEstimator,
     ) -> None:
         self.dbw, self.runtime, self.config, self.pending, self.stats = dbw, runtime, config, pending, stats
-        self.health, self.deadlines = health, deadlines
+        self.health = health
         self.on_done = on_done  # wakes the loop: a slot is free
         self.running: dict[int, asyncio.Task[None]] = {}
+        self.rids: dict[int, str] = {}  # the runtime request id of each line's current attempt
 
     def __len__(self) -> int:
         return len(self.running)
@@ -80,11 +86,21 @@ class LineRunner:
         self.stats.dispatched += 1
         self.running[entry.row.id] = asyncio.create_task(self._run(entry), name=f"line-{entry.row.id}")
 
-    def cancel(self, row_id: int) -> None:
-        """Stop waiting for a line (its batch expired); its row is already final, so nothing lands."""
+    def abort(self, row_id: int) -> None:
+        """Stop a line whose batch ended (its row is final, so nothing lands): stop waiting for it and tell the
+        runtime to stop generating it."""
         task = self.running.get(row_id)
         if task is not None:
             task.cancel()
+        rid = self.rids.pop(row_id, None)
+        if rid is not None:
+            asyncio.create_task(self._abort_on_runtime(rid), name=f"abort-{rid}")
+
+    async def _abort_on_runtime(self, rid: str) -> None:
+        try:
+            await self.runtime.abort([rid])
+        except Exception as exc:  # best effort: the runtime also drops requests whose client went away
+            log.warning("abort of %s on the runtime failed: %s", rid, exc)
 
     async def stop(self) -> None:
         for task in list(self.running.values()):
@@ -103,28 +119,37 @@ class LineRunner:
             status_code=status_code,
             error_json=None,
             request_id=ids.request_id(),
+            finished_at=ids.now_precise(),
         )
         if landed:
             self.stats.failed += 1
 
     async def _execute(self, entry: Entry, rid: str) -> Outcome:
+        """Raises LineTimeout past the line's deadline, after asking the runtime to drop the request."""
         name = self.runtime.info.name
         if isinstance(entry.params, EmbedParams):
-            embedded = await self.runtime.embed(entry.params)
+            embedded = await self._within(self.runtime.embed(entry.params), self.config.request_timeout_s, rid)
             return Outcome(embedding_body(name, entry.params, embedded), embedded.prompt_tokens, 0, 0)
-        result = await self.runtime.generate(GenerateRequest(rid, tuple(entry.tokens), entry.params))
+        request = GenerateRequest(rid, tuple(entry.tokens), entry.params)
+        result = await self._within(self.runtime.generate(request), self.runtime.deadline_s(request), rid)
         body = response_body(entry.row.endpoint, name, result)
         return Outcome(body, result.prompt_tokens, result.cached_tokens, result.completion_tokens)
+
+    async def _within(self, call: Coroutine[Any, Any, Any], deadline: float, rid: str) -> Any:
+        try:
+            return await asyncio.wait_for(call, deadline)
+        except TimeoutError:
+            with contextlib.suppress(Exception):  # best effort, bounded: the runtime may be the thing that hangs
+                await asyncio.wait_for(self.runtime.abort([rid]), ABORT_TIMEOUT_S)
+            raise LineTimeout(f"no answer within the line's deadline of {deadline:.1f} s") from None
 
     async def _run(self, entry: Entry) -> None:
         row = entry.row
         attempt = row.attempts + 1
-        rid = f"{row.id}-{attempt}" + (f"r{entry.free_requeues}" if entry.free_requeues else "")
-        started = time.monotonic()
+        rid = self.rids[row.id] = f"{row.id}-{attempt}" + (f"r{entry.free_requeues}" if entry.free_requeues else "")
         try:
-            outcome = await self._execute_within_deadline(entry, rid)
+            outcome = await self._execute(entry, rid)
             self.health.record_success()
-            self.deadlines.observe(outcome.completion_tokens, time.monotonic() - started)
             await self._land(entry, outcome)
             self.pending.drop(row.id)
         except asyncio.CancelledError:
@@ -139,17 +164,8 @@ class LineRunner:
         finally:
             self.pending.finished(entry)
             self.running.pop(row.id, None)
+            self.rids.pop(row.id, None)
             self.on_done()
-
-    async def _execute_within_deadline(self, entry: Entry, rid: str) -> Outcome:
-        """Raises LineTimeout past the line's deadline, after asking the runtime to drop the request."""
-        deadline = self.deadlines.deadline_s(entry.params.max_new_tokens * entry.params.n)
-        try:
-            return await asyncio.wait_for(self._execute(entry, rid), deadline)
-        except TimeoutError:
-            with contextlib.suppress(Exception):  # best effort: the runtime may be the thing that hangs
-                await asyncio.wait_for(self.runtime.abort(rid), ABORT_TIMEOUT_S)
-            raise LineTimeout(f"no answer within the line's deadline of {deadline:.1f} s") from None
 
     async def _land(self, entry: Entry, outcome: Outcome) -> None:
         row = entry.row
@@ -163,6 +179,7 @@ class LineRunner:
             status_code=200,
             error_json=None,
             request_id=ids.request_id(),
+            finished_at=ids.now_precise(),
             prompt_tokens=outcome.prompt_tokens,
             cached_tokens=outcome.cached_tokens,
             completion_tokens=outcome.completion_tokens,
@@ -178,7 +195,8 @@ class LineRunner:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if retryable:
             self.health.record_failure(exc)
-            if self.health.should_refund() and entry.free_requeues < self.config.max_free_requeues:
+            not_the_lines_fault = isinstance(exc, RuntimeUnavailable) or self.health.should_refund()
+            if not_the_lines_fault and entry.free_requeues < self.config.max_free_requeues:
                 entry.free_requeues += 1
                 await self.dbw.run(ds.return_to_pending, self.dbw.db, row.id, refund_attempt=True)
                 self.pending.requeue(entry)

@@ -5,7 +5,7 @@ lapses. Each tick: hold the lease, load new lines and sweep batches when there i
 While the runtime is down (RuntimeHealth's breaker is open) the tick probes it instead of loading and sends no
 wave; the sweep still runs, so cancel and expiry work during an outage. The pieces own their state: PendingSet
 (tree, per-batch index), Loader (load cursor), LineRunner (tasks in flight), Housekeeper (cancel/expire/
-finalize), RuntimeHealth (breaker), DeadlineEstimator (measured rates); this loop only sequences them."""
+finalize), RuntimeHealth (breaker); this loop only sequences them."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import socket
 import time
 import uuid
 
+from blendserve.core import ids
 from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.db_worker import DbWorker
-from blendserve.core.dispatch.deadlines import DeadlineEstimator
 from blendserve.core.dispatch.health import RuntimeHealth, health_check_of
 from blendserve.core.dispatch.housekeeping import Housekeeper
 from blendserve.core.dispatch.line_runner import LineRunner
@@ -46,9 +46,8 @@ class Dispatcher:
         self.stats = DispatchStats()
         self.pending = PendingSet(runtime.info.perf)
         self.health = RuntimeHealth(health_check_of(runtime), config.health)
-        self.deadlines = DeadlineEstimator(config.deadlines)
         self.runner = LineRunner(
-            self.dbw, runtime, config, self.pending, self.stats, lambda: self.wake(False), self.health, self.deadlines
+            self.dbw, runtime, config, self.pending, self.stats, lambda: self.wake(False), self.health
         )
         self.loader = Loader(self.dbw, runtime, self.pending, self.runner)
         self.housekeeper = Housekeeper(self.dbw, blobs, self.pending, self.runner, self.stats)
@@ -77,7 +76,6 @@ class Dispatcher:
             "in_flight": len(self.runner),
             "model": self.runtime.info.name,
             "runtime": self.health.describe(),
-            "deadlines": self.deadlines.describe(),
         }
 
     def runtime_health(self) -> dict[str, object]:
@@ -134,7 +132,9 @@ class Dispatcher:
         now = time.monotonic()
         if self.holding and now - self._lease_renewed < self.config.lease_seconds / 3:
             return True
-        held = await self.dbw.run(ds.acquire_lease, self.dbw.db, LEASE, self.holder, self.config.lease_seconds)
+        held = await self.dbw.run(
+            ds.acquire_lease, self.dbw.db, LEASE, self.holder, self.config.lease_seconds, ids.now_precise()
+        )
         if held and not self.holding:
             requeued = await self.dbw.run(ds.requeue_in_flight, self.dbw.db)
             log.info("dispatcher %s active; %d line(s) left in flight before requeued", self.holder, requeued)
