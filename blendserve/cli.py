@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from blendserve import logs
 from blendserve.config import Settings
 
 
@@ -32,8 +33,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from blendserve.core.wiring import dispatcher_factory
 
     settings = _settings(args)
+    logs.configure(settings.log_format, args.log_level.upper())
     app = create_app(settings, dispatcher_factory(settings))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    # log_config=None: uvicorn's loggers go through the root handler, in our format, with the request id
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None)
     return 0
 
 
@@ -115,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure("text", logging.INFO)
     args = build_parser().parse_args(argv)
     return args.func(args)
 

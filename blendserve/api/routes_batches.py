@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
 
 from blendserve.api.deps import Ctx, Owner
-from blendserve.api.schemas import BatchList, BatchObject, CreateBatchBody, ErrorEnvelope, batch_object
-from blendserve.core import batches
+from blendserve.api.schemas import BatchList, BatchObject, BatchPlan, CreateBatchBody, ErrorEnvelope, batch_object
+from blendserve.core import batches, plan
 from blendserve.store import repositories as repo
 
 router = APIRouter(
@@ -53,3 +54,12 @@ def cancel_batch(ctx: Ctx, owner: Owner, batch_id: str):
     if ctx.dispatcher is not None:
         ctx.dispatcher.wake()
     return batch_object(row)
+
+
+@router.get("/{batch_id}/plan", response_model=BatchPlan, response_model_exclude_none=True)
+async def batch_plan(ctx: Ctx, owner: Owner, batch_id: str):
+    """Extension (not in OpenAI's API): the batch's predicted start and finish, predicted cached-token share and
+    place in the global schedule, from the live prefix tree and the perf model calibrated on observed
+    throughput. Async: it reads the dispatcher's tree on the event loop that owns it."""
+    row = await run_in_threadpool(batches.get_batch, ctx.db, owner, batch_id)
+    return plan.plan_batch(ctx.planner, row)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Callable
 
 import orjson
@@ -17,7 +18,7 @@ from blendserve.core import ids
 from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.db_worker import DbWorker
 from blendserve.core.dispatch.pending import Entry, PendingSet
-from blendserve.core.dispatch.stats import DispatchStats
+from blendserve.core.dispatch.stats import DispatchStats, LineEvent
 from blendserve.core.openai_format import embedding_body, error_body, response_body
 from blendserve.core.runtime.base import EmbedParams, GenerateRequest, Runtime, UnsupportedParameter
 from blendserve.store import dispatch_queries as ds
@@ -65,7 +66,7 @@ class LineRunner:
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)
 
-    async def fail_line(self, row: ds.PendingRow, body: dict, status_code: int) -> None:
+    async def fail_line(self, row: ds.PendingRow, body: dict, status_code: int, seconds: float = 0.0) -> None:
         """The line failed: its response carries the error envelope with the HTTP status it would have had."""
         landed = await self.dbw.run(
             ds.record_result,
@@ -79,7 +80,7 @@ class LineRunner:
             request_id=ids.request_id(),
         )
         if landed:
-            self.stats.failed += 1
+            self.stats.line_done(LineEvent("failed", seconds, 0.0))
 
     async def _execute(self, entry: Entry, rid: str) -> Outcome:
         name = self.runtime.info.name
@@ -93,24 +94,26 @@ class LineRunner:
     async def _run(self, entry: Entry) -> None:
         row = entry.row
         attempt = row.attempts + 1
+        started = time.monotonic()
         try:
             outcome = await asyncio.wait_for(self._execute(entry, f"{row.id}-{attempt}"), self.config.request_timeout_s)
-            await self._land(entry, outcome)
+            await self._land(entry, outcome, time.monotonic() - started)
             self.pending.drop(row.id)
         except asyncio.CancelledError:
             self.pending.drop(row.id)
             raise
         except UnsupportedParameter as exc:
-            await self.fail_line(row, error_body(str(exc), exc.param, code="unsupported_parameter"), 400)
+            body = error_body(str(exc), exc.param, code="unsupported_parameter")
+            await self.fail_line(row, body, 400, time.monotonic() - started)
             self.pending.drop(row.id)
         except Exception as exc:  # runtime errors and timeouts: retry with backoff, then a per-line error
-            await self._retry_or_fail(entry, attempt, exc)
+            await self._retry_or_fail(entry, attempt, exc, time.monotonic() - started)
         finally:
             self.pending.finished(entry)
             self.running.pop(row.id, None)
             self.on_done()
 
-    async def _land(self, entry: Entry, outcome: Outcome) -> None:
+    async def _land(self, entry: Entry, outcome: Outcome, seconds: float) -> None:
         row = entry.row
         landed = await self.dbw.run(
             ds.record_result,
@@ -127,16 +130,29 @@ class LineRunner:
             completion_tokens=outcome.completion_tokens,
         )
         if landed:
-            self.stats.succeeded += 1
+            perf = self.runtime.info.perf
+            work = perf.comp(outcome.prompt_tokens - outcome.cached_tokens, outcome.completion_tokens) + perf.mem(
+                outcome.prompt_tokens, outcome.completion_tokens
+            )
+            self.stats.line_done(
+                LineEvent(
+                    "succeeded",
+                    seconds,
+                    work,
+                    outcome.prompt_tokens,
+                    outcome.cached_tokens,
+                    outcome.completion_tokens,
+                )
+            )
             if outcome.completion_tokens:
                 self.pending.learn(entry, outcome.completion_tokens // max(1, entry.params.n))
 
-    async def _retry_or_fail(self, entry: Entry, attempt: int, exc: Exception) -> None:
+    async def _retry_or_fail(self, entry: Entry, attempt: int, exc: Exception, seconds: float) -> None:
         row = entry.row
         retryable = getattr(exc, "retryable", True)
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if retryable and attempt < self.config.max_attempts:
-            self.stats.retried += 1
+            self.stats.line_done(LineEvent("retried", seconds, 0.0))
             log.warning("request %s attempt %d failed (%s); retrying", row.id, attempt, message)
             await asyncio.sleep(self.config.retry_backoff_s * 2 ** (attempt - 1))
             await self.dbw.run(ds.return_to_pending, self.dbw.db, row.id)
@@ -145,5 +161,5 @@ class LineRunner:
             return
         message = f"The request failed after {attempt} attempt(s): {message}"
         body = error_body(message, None, code="runtime_error", type_="server_error")
-        await self.fail_line(row, body, 500)
+        await self.fail_line(row, body, 500, seconds)
         self.pending.drop(row.id)

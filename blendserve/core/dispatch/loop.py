@@ -14,6 +14,7 @@ import os
 import socket
 import time
 import uuid
+from dataclasses import dataclass
 
 from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.db_worker import DbWorker
@@ -22,6 +23,7 @@ from blendserve.core.dispatch.line_runner import LineRunner
 from blendserve.core.dispatch.loader import Loader
 from blendserve.core.dispatch.pending import PendingSet
 from blendserve.core.dispatch.stats import DispatchStats
+from blendserve.core.dispatch.throughput import ThroughputMeter
 from blendserve.core.runtime.base import Runtime
 from blendserve.store import dispatch_queries as ds
 from blendserve.store.blobs import BlobStore
@@ -34,12 +36,23 @@ IDLE_WAIT_S = 0.5
 WAVE_FRACTION = 8  # wait for 1/8 of the window to free up: one mark_in_flight transaction per wave
 
 
+@dataclass(frozen=True)
+class WorkerLoad:
+    worker: str
+    name: str
+    inflight_lines: dict[str, int]  # by scanner side ("L" compute-heavy, "R" memory-heavy)
+    inflight_kv_tokens: dict[str, float]  # the scanner's KV footprint charged per side
+    window: int  # the most lines it may hold
+
+
 class Dispatcher:
     def __init__(self, db: Database, blobs: BlobStore, config: DispatchConfig, runtime: Runtime) -> None:
         self.config, self.runtime = config, runtime
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.dbw = DbWorker(db)
         self.stats = DispatchStats()
+        self.meter = ThroughputMeter()
+        self.stats.line_observers.append(self.meter.record)
         self.pending = PendingSet(runtime.info.perf)
         self.runner = LineRunner(self.dbw, runtime, config, self.pending, self.stats, lambda: self.wake(False))
         self.loader = Loader(self.dbw, runtime, self.pending, self.runner)
@@ -72,6 +85,16 @@ class Dispatcher:
 
     def counters(self) -> dict[str, int]:
         return self.stats.as_dict()
+
+    def workers(self) -> list[WorkerLoad]:
+        """What each runtime worker holds now. One worker today (the runtime); a gateway runtime adds more."""
+        inflight = {str(side): kv for side, kv in self.pending.inflight.items()}
+        lines = {side: 0 for side in inflight}
+        for row_id in self.runner.running:
+            entry = self.pending.entries.get(row_id)
+            if entry is not None:
+                lines[str(entry.side)] += 1
+        return [WorkerLoad("0", self.runtime.info.name, lines, inflight, self._window())]
 
     async def start(self) -> None:
         await self.runtime.start()
@@ -133,6 +156,7 @@ class Dispatcher:
         room = cap - len(self.runner)
         if room <= 0 or not len(self.pending) or (len(self.runner) and room < max(1, cap // WAVE_FRACTION)):
             return
+        started = time.monotonic()
         wave = self.pending.next_wave(room, float(self.runtime.info.kv_capacity_tokens))
         if not wave:
             return
@@ -143,3 +167,4 @@ class Dispatcher:
                 continue
             self.pending.started(entry, side)
             self.runner.start(entry)
+        self.stats.wave_done(len(moved), time.monotonic() - started)
