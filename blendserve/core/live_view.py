@@ -21,6 +21,9 @@ def live_state(dispatcher: Dispatcher | None, planner: Planner | None, rows: lis
 
 def _batch(planner: Planner | None, row: Batch) -> dict:
     plan = plan_batch(planner, row)
+    cached_share = plan.get("predicted_cached_tokens_share")
+    if cached_share is None and row.input_tokens:  # a finished batch: what it really got
+        cached_share = row.cached_tokens / row.input_tokens
     return {
         "id": row.id,
         "status": str(row.status),
@@ -33,7 +36,7 @@ def _batch(planner: Planner | None, row: Batch) -> dict:
         "cached_tokens": row.cached_tokens,
         "output_tokens": row.output_tokens,
         "predicted_finish_at": plan.get("predicted_finish_at"),
-        "predicted_cached_tokens_share": plan.get("predicted_cached_tokens_share"),
+        "cached_tokens_share": cached_share,
         "schedule_position": (plan.get("schedule") or {}).get("position"),
         "finished_at": plan.get("finished_at"),
     }
