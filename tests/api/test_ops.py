@@ -174,7 +174,9 @@ async def test_plan_cached_share_sees_shared_prefixes(db_url, tmp_path):
                 break
             await asyncio.sleep(0.05)
         assert plans[shared["id"]]["predicted_cached_tokens_share"] > 0.5
-        assert plans[unique["id"]]["predicted_cached_tokens_share"] < plans[shared["id"]]["predicted_cached_tokens_share"]
+        assert (
+            plans[unique["id"]]["predicted_cached_tokens_share"] < plans[shared["id"]]["predicted_cached_tokens_share"]
+        )
         await c.post(f"/v1/batches/{shared['id']}/cancel")
         await c.post(f"/v1/batches/{unique['id']}/cancel")
 

@@ -45,7 +45,11 @@ def _batch(client: httpx.Client, key: str, n: int, prompt: str, max_tokens: int)
             "custom_id": f"r{i}",
             "method": "POST",
             "url": "/v1/chat/completions",
-            "body": {"model": "m", "messages": [{"role": "user", "content": prompt + str(i)}], "max_tokens": max_tokens},
+            "body": {
+                "model": "m",
+                "messages": [{"role": "user", "content": prompt + str(i)}],
+                "max_tokens": max_tokens,
+            },
         }
         for i in range(n)
     ]
