@@ -119,14 +119,14 @@ class PlanSchedule(BaseModel):
     batches_queued: int
     lines_ahead: int = Field(description="lines of any batch dispatched before this batch's first pending line")
     queue_lines: int
-    queue_work_seconds: float = Field(description="predicted wall seconds to run everything queued")
+    queue_drain_seconds: float = Field(description="predicted seconds until everything queued now has run")
     compute_heavy_lines: int
     memory_heavy_lines: int
 
 
 class PlanCalibration(BaseModel):
     calibrated: bool = Field(description="false until enough results were observed; the perf model alone then")
-    work_rate: float = Field(description="model-seconds of work finished per wall second")
+    work_rate: float | None = Field(description="observed model-seconds of work finished per wall second")
     latency_ratio: float = Field(description="wall seconds per model-second of a line's own work")
     lines_observed: int
 

@@ -150,10 +150,16 @@ class StateCollector(Collector):
         yield from (queue, inflight, kv, window)
         rates = planner.rates()
         yield GaugeMetricFamily(
-            "blendserve_plan_work_rate_ratio",
-            "Model-seconds of work finished per wall second (the plan's online calibration).",
-            value=rates.work_rate,
+            "blendserve_plan_latency_ratio",
+            "Wall seconds per modelled GPU second of a line (the plans' online calibration).",
+            value=rates.latency_ratio,
         )
+        if rates.work_rate is not None:
+            yield GaugeMetricFamily(
+                "blendserve_work_rate_ratio",
+                "Modelled GPU seconds of work finished per wall second while busy.",
+                value=rates.work_rate,
+            )
 
 
 def _gauge(name: str, doc: str, truthy: object) -> GaugeMetricFamily:

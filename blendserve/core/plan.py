@@ -1,12 +1,12 @@
 """Batch plans: when a batch will start and finish, how much of it will hit the prefix cache, and where it sits
-in the global schedule. Computed from the dispatcher's live tree (core/sched/eta.py replays the dual scanner
-over it) with the perf model's work estimates, turned into wall time by the throughput measured online
-(core/dispatch/throughput.py). Read the tree on the event loop that owns it (async routes call in directly).
+in the global schedule. Computed from the dispatcher's live tree: core/sched/eta.py replays the dispatch (window,
+KV budget, the dual scanner's rate rule) over it with the perf model's work estimates. Read the tree on the event
+loop that owns it (async routes call in directly).
 
-Calibration: `work_rate` (model-seconds of work finished per wall second while busy) scales queue work into
-time; `latency_ratio` (wall seconds a line spends on the runtime per model-second of its own work) adds the
-last line's own run time. Before any result is seen, the perf model's own time is used (rate = the window's
-concurrency, ratio 1) and the plan says `calibrated: false`."""
+Calibration, online (core/dispatch/throughput.py): `latency_ratio`, the wall seconds a line spends on the runtime
+per model-second of its own modelled work, averaged over recent results, turns modelled work into wall time and
+folds in both the runtime's real speed and the slowdown of running `window` lines at once. Before any result is
+seen the perf model's own time is used (ratio 1) and the plan says `calibrated: false`."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ from dataclasses import dataclass
 
 from blendserve.core.dispatch.loop import Dispatcher
 from blendserve.core.dispatch.pending import Entry
-from blendserve.core.sched.eta import ScheduleForecast, forecast
+from blendserve.core.sched.eta import Running, ScheduleForecast, forecast
 from blendserve.store.models import Batch
 from blendserve.store.statuses import BatchStatus
 
-CACHE_S = 1.0  # a plan of a 50k-line queue costs ~0.1-0.3 s: polled plans share one per second
+CACHE_S = 1.0  # a 50k-line queue takes a fraction of a second to replay: polled plans share one per second
 TERMINAL = {BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.EXPIRED, BatchStatus.CANCELLED}
 
 
 @dataclass(frozen=True)
 class Rates:
-    work_rate: float
+    work_rate: float | None  # observed model-seconds of work finished per wall second (None: not yet)
     latency_ratio: float
     calibrated: bool
     lines_observed: int
@@ -36,25 +36,31 @@ class Planner:
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
-        self._cached: tuple[float, tuple[int, int], ScheduleForecast] | None = None
+        self._cached: tuple[float, tuple[int, int, int], ScheduleForecast] | None = None
 
     def schedule(self) -> ScheduleForecast:
-        pending = self.dispatcher.pending
-        key = (pending.tree.inserts, len(pending.tree))
+        d = self.dispatcher
+        pending = d.pending
+        key = (pending.tree.inserts, len(pending.tree), len(d.runner))
         now = time.monotonic()
         if self._cached is not None and self._cached[1] == key and now - self._cached[0] < CACHE_S:
             return self._cached[2]
-        order = pending.scanner.pending_order()
-        result = forecast(pending.tree, order, lambda req: req.payload.row.batch_id)
+        rates = self.rates()
+        result = forecast(
+            pending.tree,
+            pending.scanner.pending_order(),
+            lambda req: req.payload.row.batch_id,
+            window=max(1, d.workers()[0].window),
+            kv_capacity=float(d.runtime.info.kv_capacity_tokens),
+            latency_ratio=rates.latency_ratio,
+            running=[self._running(e, rates.latency_ratio) for e in self._in_flight()],
+        )
         self._cached = (now, key, result)
         return result
 
     def rates(self) -> Rates:
         cal = self.dispatcher.meter.calibration()
-        window = max(1, self.dispatcher.workers()[0].window)
-        if cal.work_rate is None:
-            return Rates(float(window), cal.latency_ratio or 1.0, False, cal.lines)
-        return Rates(cal.work_rate, cal.latency_ratio or 1.0, True, cal.lines)
+        return Rates(cal.work_rate, cal.latency_ratio or 1.0, cal.latency_ratio is not None, cal.lines)
 
     def _in_flight(self) -> list[Entry]:
         d = self.dispatcher
@@ -64,6 +70,11 @@ class Planner:
         perf = self.dispatcher.runtime.info.perf
         return perf.comp(len(entry.tokens), entry.treq.d_est) + entry.treq.mem
 
+    def _running(self, entry: Entry, latency_ratio: float) -> Running:
+        comp_rate, mem_rate = self.dispatcher.pending.scanner.taken_rates.get(entry.treq.key, (0.0, 0.0))
+        remaining = latency_ratio * self._entry_work(entry) / 2  # on average half done
+        return Running(remaining, comp_rate, mem_rate, entry.treq.footprint)
+
     def plan(self, batch: Batch) -> dict:
         """The batch's plan as the /v1/batches/{id}/plan body (times are unix seconds)."""
         now = time.time()
@@ -71,30 +82,23 @@ class Planner:
         if batch.status in TERMINAL:
             return body | {"predicted_start_at": None, "predicted_finish_at": None, "finished_at": _ended(batch)}
         schedule, rates = self.schedule(), self.rates()
-        in_flight = self._in_flight()
-        mine = [e for e in in_flight if e.row.batch_id == batch.id]
-        head = sum(self._entry_work(e) for e in in_flight) / 2  # on average half done
+        mine = [e for e in self._in_flight() if e.row.batch_id == batch.id]
         group = schedule.groups.get(batch.id)
         started = batch.completed + batch.failed > 0 or bool(mine)
+        in_flight_done = max((rates.latency_ratio * self._entry_work(e) / 2 for e in mine), default=0.0)
         if group is not None:
-            start = now + (head + group.work_before_first) / rates.work_rate
-            tail = rates.latency_ratio * group.work / group.lines
-            finish = now + (head + group.work_through_last) / rates.work_rate + tail
+            start, finish = now + group.first_start_s, now + max(group.last_finish_s, in_flight_done)
             position = 1 + [k for k, _ in schedule.groups_in_order()].index(batch.id)
         else:
-            start = now
-            longest = max((self._entry_work(e) for e in mine), default=0.0)
-            finish = now + rates.latency_ratio * longest / 2
-            position = 0
-        pending_prompt = group.prompt_tokens if group else 0
-        pending_cached = group.cached_tokens if group else 0.0
-        prompt = batch.input_tokens + pending_prompt
+            start, finish, position = now, now + in_flight_done, 0
+        prompt = batch.input_tokens + (group.prompt_tokens if group else 0)
+        cached = batch.cached_tokens + (group.cached_tokens if group else 0.0)
         return body | {
             "predicted_start_at": None if started else start,
             "started": started,
             "predicted_finish_at": finish,
             "predicted_seconds_remaining": max(0.0, finish - now),
-            "predicted_cached_tokens_share": (batch.cached_tokens + pending_cached) / prompt if prompt else 0.0,
+            "predicted_cached_tokens_share": cached / prompt if prompt else 0.0,
             "lines": {
                 "total": batch.total,
                 "finished": batch.completed + batch.failed,
@@ -106,14 +110,14 @@ class Planner:
                 "batches_queued": len(schedule.groups),
                 "lines_ahead": group.first_position if group else 0,
                 "queue_lines": schedule.lines,
-                "queue_work_seconds": schedule.work / rates.work_rate,
+                "queue_drain_seconds": schedule.drain_s,
                 "compute_heavy_lines": group.sides["L"] if group else 0,
                 "memory_heavy_lines": group.sides["R"] if group else 0,
             },
             "calibration": {
                 "calibrated": rates.calibrated,
-                "work_rate": rates.work_rate,
                 "latency_ratio": rates.latency_ratio,
+                "work_rate": rates.work_rate,
                 "lines_observed": rates.lines_observed,
             },
         }

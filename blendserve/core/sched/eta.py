@@ -1,35 +1,46 @@
-"""Where each pending request lands in the global schedule, in units of modelled work. Pure: no I/O, no clock.
+"""When each pending request will run: a replay of the live dispatch over the pending tree. Pure: no I/O, no
+clock (times are seconds from "now", which the caller supplies the meaning of).
 
-The dual scanner takes requests from both ends of blend_order(): the left cursor while the running blend is
-short of compute, the right one while it is short of memory traffic (scanner.DualScanner, blend="rate"). The
-forecast replays that choice on cumulative sums (the live scanner balances per-step rates of what is in flight;
-over a whole queue both converge on the same interleaving) and charges every request its modelled GPU time,
-comp + mem from the perf model with the tree's output-length estimate. The caller turns work into wall time
-with a calibration measured online (core/dispatch/throughput.py).
+The replay does what the dispatcher does (core/dispatch/loop.py + scanner.DualScanner, blend="rate"): it keeps
+up to `window` requests in flight within the KV budget; whenever one finishes it admits the next from the
+left cursor of blend_order() while the running compute rate is below rho_root x the running memory rate, else
+from the right cursor. Each request runs for latency_ratio x its modelled GPU time (comp + mem from the perf
+model with the tree's output-length estimate); latency_ratio comes from observed results (the caller's online
+calibration), so one replay covers concurrency and the runtime's real speed.
 
-Cached tokens: a request whose prompt shares a prefix with n-1 other pending requests hits the radix cache
-for that prefix unless it is the first of them to run: (n-1)/n of the shared prefix on average, all of it when
-a request of the same group already finished (its prefix is likely still cached)."""
+Cached tokens: a request whose prompt shares a prefix with n-1 other pending requests hits the radix cache for
+that prefix unless it is the first of them to run: (n-1)/n of the shared prefix on average, all of it when a
+request of the same group already finished (its prefix is likely still cached)."""
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from blendserve.core.sched.ordering import req_comp_tokens
+from blendserve.core.sched.ordering import footprint, req_comp_tokens
 from blendserve.core.sched.prefix_tree import Node, PrefixTree, TreeRequest
+
+
+@dataclass(frozen=True)
+class Running:
+    """A request already in flight: seconds it still needs, its per-step rates and KV footprint."""
+
+    remaining_s: float
+    comp_rate: float
+    mem_rate: float
+    kv_tokens: float
 
 
 @dataclass
 class GroupForecast:
-    """One group's (a batch's) share of the schedule. Work figures are model-seconds from the queue's head."""
+    """One group's (a batch's) share of the schedule; times in seconds from now."""
 
     lines: int = 0
-    first_position: int = -1  # index in the global dispatch sequence of the group's first request
-    work_before_first: float = 0.0  # work dispatched before the group's first request
-    work_through_last: float = 0.0  # work dispatched up to and including its last request
-    work: float = 0.0
-    longest_line_work: float = 0.0
+    first_position: int = -1  # index in the replayed dispatch sequence of the group's first request
+    first_start_s: float = 0.0
+    last_finish_s: float = 0.0
+    work_s: float = 0.0  # modelled GPU seconds of its pending requests
     prompt_tokens: int = 0
     cached_tokens: float = 0.0
     sides: dict[str, int] = field(default_factory=lambda: {"L": 0, "R": 0})
@@ -38,18 +49,14 @@ class GroupForecast:
 @dataclass
 class ScheduleForecast:
     lines: int = 0
-    work: float = 0.0
+    work_s: float = 0.0
+    drain_s: float = 0.0  # when the last pending request finishes
     sides: dict[str, int] = field(default_factory=lambda: {"L": 0, "R": 0})
     groups: dict[str, GroupForecast] = field(default_factory=dict)
 
     def groups_in_order(self) -> list[tuple[str, GroupForecast]]:
         """Groups by the position of their first request (the order they start in)."""
         return sorted(self.groups.items(), key=lambda kv: kv[1].first_position)
-
-
-def request_work(tree: PrefixTree, req: TreeRequest) -> float:
-    """Modelled GPU seconds of one request: its unshared prefill + decode compute, plus its KV reads."""
-    return req_comp_tokens(req) * tree.comp_per_token + req.mem
 
 
 def shared_prefix(req: TreeRequest) -> tuple[int, int, bool]:
@@ -63,43 +70,76 @@ def shared_prefix(req: TreeRequest) -> tuple[int, int, bool]:
     return node.depth_tokens(), node.n, node.obs_n > 0
 
 
+@dataclass(frozen=True)
+class _Pick:
+    comp: float  # modelled compute seconds
+    mem: float  # modelled memory seconds
+    life: float  # steps it holds its place (scanner._take's lifetime)
+    kv: float
+
+
+def _pick(tree: PrefixTree, req: TreeRequest) -> _Pick:
+    return _Pick(req_comp_tokens(req) * tree.comp_per_token, req.mem, req.d_est + 1.0, footprint(req))
+
+
 def forecast(
-    tree: PrefixTree, order: Sequence[TreeRequest], group_of: Callable[[TreeRequest], str]
+    tree: PrefixTree,
+    order: Sequence[TreeRequest],
+    group_of: Callable[[TreeRequest], str],
+    window: int,
+    kv_capacity: float,
+    latency_ratio: float,
+    running: Sequence[Running] = (),
 ) -> ScheduleForecast:
-    """Replay the dual scanner over `order` (blend_order of the pending tree, requests already taken are
-    skipped) and sum each group's position, work and expected cached tokens."""
+    """Replay dispatch of `order` (blend_order of the pending tree; requests already taken are skipped) behind
+    what is `running`, and sum each group's start, finish, work and expected cached tokens."""
     live = [r for r in order if r.node is not None]
-    rho_root = tree.rho(tree.root) if tree.root.mem > 0 else 1.0
+    picks = [_pick(tree, r) for r in live]
+    left_comp, left_mem = sum(p.comp for p in picks), sum(p.mem for p in picks)
+    # the scanner aims at the tree's rho, which counts each shared prefix once; the per-request sums here do
+    # not, so scale them onto the tree's figure once and let the remaining sums track it as requests leave
+    bias = tree.rho(tree.root) * left_mem / left_comp if left_comp > 0 and tree.root.mem > 0 else 1.0
     out = ScheduleForecast()
-    comp = mem = done = 0.0
-    lo, hi = 0, len(live) - 1
+    heap: list[tuple[float, int, float, float, float]] = []  # (finish, seq, comp_rate, mem_rate, kv)
+    rate_comp = rate_mem = kv_used = 0.0
+    for seq, r in enumerate(running):
+        heapq.heappush(heap, (r.remaining_s, -1 - seq, r.comp_rate, r.mem_rate, r.kv_tokens))
+        rate_comp, rate_mem, kv_used = rate_comp + r.comp_rate, rate_mem + r.mem_rate, kv_used + r.kv_tokens
+    now, lo, hi = 0.0, 0, len(live) - 1
     while lo <= hi:
-        side = "L" if comp < rho_root * mem else "R"
-        req = live[lo] if side == "L" else live[hi]
-        if side == "L":
-            lo += 1
-        else:
-            hi -= 1
-        c = req_comp_tokens(req) * tree.comp_per_token
-        work = c + req.mem
-        comp, mem = comp + c, mem + req.mem
-        _charge(out, group_of(req), req, side, done, work)
-        done += work
-    out.work = done
+        rho = bias * left_comp / left_mem if left_mem > 0 else 1.0
+        side = "L" if rate_comp < rho * rate_mem else "R"
+        i = lo if side == "L" else hi
+        p = picks[i]
+        if heap and (len(heap) >= window or kv_used + p.kv > kv_capacity):
+            now, _, c_rate, m_rate, kv = heapq.heappop(heap)  # wait for the next finish
+            rate_comp, rate_mem, kv_used = rate_comp - c_rate, rate_mem - m_rate, kv_used - kv
+            continue
+        lo, hi = (lo + 1, hi) if side == "L" else (lo, hi - 1)
+        left_comp, left_mem = left_comp - p.comp, left_mem - p.mem
+        work = p.comp + p.mem
+        finish = now + latency_ratio * work
+        c_rate, m_rate = p.comp / p.life, p.mem / p.life
+        heapq.heappush(heap, (finish, out.lines, c_rate, m_rate, p.kv))
+        rate_comp, rate_mem, kv_used = rate_comp + c_rate, rate_mem + m_rate, kv_used + p.kv
+        _charge(out, group_of(live[i]), live[i], side, now, finish, work)
     return out
 
 
-def _charge(out: ScheduleForecast, key: str, req: TreeRequest, side: str, before: float, work: float) -> None:
+def _charge(
+    out: ScheduleForecast, key: str, req: TreeRequest, side: str, start: float, finish: float, work: float
+) -> None:
     group = out.groups.get(key)
     if group is None:
-        group = out.groups[key] = GroupForecast(first_position=out.lines, work_before_first=before)
+        group = out.groups[key] = GroupForecast(first_position=out.lines, first_start_s=start)
     shared, n, warm = shared_prefix(req)
     group.lines += 1
-    group.work += work
-    group.work_through_last = before + work
-    group.longest_line_work = max(group.longest_line_work, work)
+    group.work_s += work
+    group.last_finish_s = max(group.last_finish_s, finish)
     group.prompt_tokens += req.prompt_len
     group.cached_tokens += shared if warm else shared * (n - 1) / n
     group.sides[side] += 1
     out.lines += 1
+    out.work_s += work
+    out.drain_s = max(out.drain_s, finish)
     out.sides[side] += 1
