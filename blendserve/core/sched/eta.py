@@ -18,7 +18,6 @@ import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from blendserve.core.sched.ordering import footprint, req_comp_tokens
 from blendserve.core.sched.prefix_tree import Node, PrefixTree, TreeRequest
 
 
@@ -59,27 +58,39 @@ class ScheduleForecast:
         return sorted(self.groups.items(), key=lambda kv: kv[1].first_position)
 
 
-def shared_prefix(req: TreeRequest) -> tuple[int, int, bool]:
+def shared_prefix(req: TreeRequest, memo: dict[int, tuple[int, int, bool]] | None = None) -> tuple[int, int, bool]:
     """(tokens of the prompt shared with other pending requests, how many share them, whether a request of
-    that group already finished). The deepest node on the request's path that more than one request passes."""
+    that group already finished). The deepest node on the request's path that more than one request passes.
+    `memo` (by id of the request's node's parent) saves the walk for siblings."""
     node: Node | None = req.node
+    start = node.parent if node is not None and node.n < 2 else None
+    if memo is not None and start is not None and id(start) in memo:
+        return memo[id(start)]
     while node is not None and node.parent is not None and node.n < 2:
         node = node.parent
-    if node is None or node.parent is None:
-        return 0, 1, False
-    return node.depth_tokens(), node.n, node.obs_n > 0
+    found = (0, 1, False) if node is None or node.parent is None else (node.depth_tokens(), node.n, node.obs_n > 0)
+    if memo is not None and start is not None:
+        memo[id(start)] = found
+    return found
 
 
-@dataclass(frozen=True)
-class _Pick:
-    comp: float  # modelled compute seconds
-    mem: float  # modelled memory seconds
-    life: float  # steps it holds its place (scanner._take's lifetime)
-    kv: float
-
-
-def _pick(tree: PrefixTree, req: TreeRequest) -> _Pick:
-    return _Pick(req_comp_tokens(req) * tree.comp_per_token, req.mem, req.d_est + 1.0, footprint(req))
+def _costs(tree: PrefixTree, live: list[TreeRequest]) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Per request: modelled compute seconds, memory seconds, lifetime in steps and KV footprint, as
+    ordering.req_comp_tokens / ordering.footprint and the scanner's _take compute them (inlined: this runs for
+    every pending line on every plan)."""
+    cpt = tree.comp_per_token
+    comp, mem, life, kv = [], [], [], []
+    for req in live:
+        node = req.node
+        key = node.key  # type: ignore[union-attr]
+        edge = len(key) if key is not None else len(node.src) - node.off  # type: ignore[union-attr,arg-type]
+        d = req.d_est
+        tokens = edge / node.n + d  # type: ignore[union-attr]
+        comp.append(tokens * cpt)
+        mem.append(req.mem)
+        life.append(d + 1.0)
+        kv.append(tokens - d / 2)
+    return comp, mem, life, kv
 
 
 def forecast(
@@ -94,52 +105,64 @@ def forecast(
     """Replay dispatch of `order` (blend_order of the pending tree; requests already taken are skipped) behind
     what is `running`, and sum each group's start, finish, work and expected cached tokens."""
     live = [r for r in order if r.node is not None]
-    picks = [_pick(tree, r) for r in live]
-    left_comp, left_mem = sum(p.comp for p in picks), sum(p.mem for p in picks)
+    comp, mem, life, kv = _costs(tree, live)
+    left_comp, left_mem = sum(comp), sum(mem)
     # the scanner aims at the tree's rho, which counts each shared prefix once; the per-request sums here do
     # not, so scale them onto the tree's figure once and let the remaining sums track it as requests leave
     bias = tree.rho(tree.root) * left_mem / left_comp if left_comp > 0 and tree.root.mem > 0 else 1.0
     out = ScheduleForecast()
+    memo: dict[int, tuple[int, int, bool]] = {}
     heap: list[tuple[float, int, float, float, float]] = []  # (finish, seq, comp_rate, mem_rate, kv)
     rate_comp = rate_mem = kv_used = 0.0
     for seq, r in enumerate(running):
         heapq.heappush(heap, (r.remaining_s, -1 - seq, r.comp_rate, r.mem_rate, r.kv_tokens))
         rate_comp, rate_mem, kv_used = rate_comp + r.comp_rate, rate_mem + r.mem_rate, kv_used + r.kv_tokens
-    now, lo, hi = 0.0, 0, len(live) - 1
+    now, lo, hi, seq = 0.0, 0, len(live) - 1, 0
     while lo <= hi:
-        rho = bias * left_comp / left_mem if left_mem > 0 else 1.0
-        side = "L" if rate_comp < rho * rate_mem else "R"
-        i = lo if side == "L" else hi
-        p = picks[i]
-        if heap and (len(heap) >= window or kv_used + p.kv > kv_capacity):
-            now, _, c_rate, m_rate, kv = heapq.heappop(heap)  # wait for the next finish
-            rate_comp, rate_mem, kv_used = rate_comp - c_rate, rate_mem - m_rate, kv_used - kv
+        left = rate_comp < (bias * left_comp / left_mem if left_mem > 0 else 1.0) * rate_mem
+        i = lo if left else hi
+        if heap and (len(heap) >= window or kv_used + kv[i] > kv_capacity):
+            now, _, c_rate, m_rate, used = heapq.heappop(heap)  # wait for the next finish
+            rate_comp, rate_mem, kv_used = rate_comp - c_rate, rate_mem - m_rate, kv_used - used
             continue
-        lo, hi = (lo + 1, hi) if side == "L" else (lo, hi - 1)
-        left_comp, left_mem = left_comp - p.comp, left_mem - p.mem
-        work = p.comp + p.mem
-        finish = now + latency_ratio * work
-        c_rate, m_rate = p.comp / p.life, p.mem / p.life
-        heapq.heappush(heap, (finish, out.lines, c_rate, m_rate, p.kv))
-        rate_comp, rate_mem, kv_used = rate_comp + c_rate, rate_mem + m_rate, kv_used + p.kv
-        _charge(out, group_of(live[i]), live[i], side, now, finish, work)
+        if left:
+            lo += 1
+        else:
+            hi -= 1
+        c, m = comp[i], mem[i]
+        left_comp, left_mem = left_comp - c, left_mem - m
+        finish = now + latency_ratio * (c + m)
+        c_rate, m_rate = c / life[i], m / life[i]
+        heapq.heappush(heap, (finish, seq, c_rate, m_rate, kv[i]))
+        seq += 1
+        rate_comp, rate_mem, kv_used = rate_comp + c_rate, rate_mem + m_rate, kv_used + kv[i]
+        _charge(out, group_of(live[i]), live[i], "L" if left else "R", now, finish, c + m, memo)
     return out
 
 
 def _charge(
-    out: ScheduleForecast, key: str, req: TreeRequest, side: str, start: float, finish: float, work: float
+    out: ScheduleForecast,
+    key: str,
+    req: TreeRequest,
+    side: str,
+    start: float,
+    finish: float,
+    work: float,
+    memo: dict[int, tuple[int, int, bool]],
 ) -> None:
     group = out.groups.get(key)
     if group is None:
         group = out.groups[key] = GroupForecast(first_position=out.lines, first_start_s=start)
-    shared, n, warm = shared_prefix(req)
+    shared, n, warm = shared_prefix(req, memo)
     group.lines += 1
     group.work_s += work
-    group.last_finish_s = max(group.last_finish_s, finish)
-    group.prompt_tokens += req.prompt_len
+    if finish > group.last_finish_s:
+        group.last_finish_s = finish
+    group.prompt_tokens += len(req.tokens)
     group.cached_tokens += shared if warm else shared * (n - 1) / n
     group.sides[side] += 1
     out.lines += 1
     out.work_s += work
-    out.drain_s = max(out.drain_s, finish)
+    if finish > out.drain_s:
+        out.drain_s = finish
     out.sides[side] += 1
