@@ -13,9 +13,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from blendserve.core import ids
 from blendserve.core.dispatch.loop import Dispatcher
 from blendserve.core.dispatch.pending import Entry
 from blendserve.core.sched.eta import Running, ScheduleForecast, forecast
+from blendserve.core.sched.prefix_tree import TreeRequest
 from blendserve.store.models import Batch
 from blendserve.store.statuses import BatchStatus
 
@@ -61,7 +63,7 @@ class Planner:
         result = forecast(
             pending.tree,
             pending.scanner.pending_order(),
-            lambda req: req.payload.row.batch_id,
+            _batch_of,
             window=max(1, d.workers()[0].window),
             kv_capacity=float(d.runtime.info.kv_capacity_tokens),
             latency_ratio=rates.latency_ratio,
@@ -69,7 +71,7 @@ class Planner:
         )
         cost = time.monotonic() - now
         self._cached, self._cached_at, self._cached_inserts = result, now, pending.tree.inserts
-        self.forecast_at = time.time() - cost
+        self.forecast_at = ids.now_precise() - cost
         self._reuse_s = min(MAX_REUSE_S, max(MIN_REUSE_S, REUSE_FACTOR * cost))
         return result
 
@@ -92,7 +94,7 @@ class Planner:
 
     def plan(self, batch: Batch) -> dict:
         """The batch's plan as the /v1/batches/{id}/plan body (times are unix seconds)."""
-        now = time.time()
+        now = ids.now_precise()
         body: dict = {"object": "batch.plan", "batch_id": batch.id, "status": str(batch.status), "computed_at": now}
         if batch.status in TERMINAL:
             return body | {"predicted_start_at": None, "predicted_finish_at": None, "finished_at": _ended(batch)}
@@ -140,6 +142,12 @@ class Planner:
         }
 
 
+def _batch_of(req: TreeRequest) -> str:
+    entry = req.payload
+    assert isinstance(entry, Entry)
+    return entry.row.batch_id
+
+
 def _ended(batch: Batch) -> int | None:
     return batch.completed_at or batch.failed_at or batch.expired_at or batch.cancelled_at
 
@@ -152,7 +160,7 @@ def plan_batch(planner: Planner | None, batch: Batch) -> dict:
         "object": "batch.plan",
         "batch_id": batch.id,
         "status": str(batch.status),
-        "computed_at": time.time(),
+        "computed_at": ids.now_precise(),
         "predicted_start_at": None,
         "predicted_finish_at": None,
         "finished_at": _ended(batch) if batch.status in TERMINAL else None,

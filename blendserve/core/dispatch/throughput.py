@@ -8,11 +8,11 @@ seconds a line spends on the runtime per model-second of its own work)."""
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from blendserve.core import ids
 from blendserve.core.dispatch.stats import LineEvent
 
 BUCKET_S = 5.0
@@ -40,7 +40,7 @@ class Calibration:
 
 
 class ThroughputMeter:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = ids.now_precise) -> None:
         self.clock = clock
         self.buckets: deque[Bucket] = deque(maxlen=SERIES_BUCKETS)
         self._done: deque[tuple[float, float]] = deque()  # (wall time, work_s) of recent successes
