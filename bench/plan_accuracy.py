@@ -49,7 +49,7 @@ def jsonl(name: str, lines: int, system_words: int, user_words: int, max_tokens:
     for i in range(lines):
         user = " ".join(rng.choice(WORDS) for _ in range(user_words)) + f" #{name}-{i}"
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-        body = {"model": "m", "max_tokens": max_tokens, "messages": messages}
+        body = {"model": "simulated", "max_tokens": max_tokens, "messages": messages}
         out.append(
             orjson.dumps({"custom_id": f"{name}-{i}", "method": "POST", "url": "/v1/chat/completions", "body": body})
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -21,7 +21,6 @@ from blendserve.core.plan import Planner
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-WEBHOOK_OUTCOMES = ("delivered", "failed", "retried")
 
 
 class ServerMetrics:
@@ -47,12 +46,6 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.webhook_deliveries = Counter(
-            "blendserve_webhook_deliveries",
-            "Webhook delivery attempts by outcome (delivered, failed, retried).",
-            ["outcome"],
-            registry=self.registry,
-        )
         self.state = StateCollector()
         self.registry.register(self.state)
 
@@ -66,9 +59,9 @@ class ServerMetrics:
         self.line_seconds.labels(event.outcome, event.worker).observe(event.seconds)
         self.state.last_line_outcome = event.outcome
 
-    def webhook_delivery(self, outcome: str) -> None:
-        """The hook core/webhooks.py calls after each delivery attempt."""
-        self.webhook_deliveries.labels(outcome).inc()
+    def attach_webhooks(self, sender_stats: dict[str, int]) -> None:
+        """Read the webhook sender's counts (core/webhooks.WebhookSender.stats) at scrape time."""
+        self.state.webhook_stats = sender_stats
 
     def render(self, counts: StatusCounts | None) -> bytes:
         """The text exposition format. `counts`: the database snapshot (None if the database did not answer)."""
@@ -82,6 +75,7 @@ class StateCollector(Collector):
         self.planner: Planner | None = None
         self.counts: StatusCounts | None = None
         self.last_line_outcome: str | None = None
+        self.webhook_stats: dict[str, int] | None = None
 
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily("blendserve_build_info", "Version of the running server.", labels=["version"])
@@ -91,6 +85,16 @@ class StateCollector(Collector):
         if self.counts is not None:
             yield _by("blendserve_batches", "Batches by status (all tenants).", "status", self.counts.batches)
             yield _by("blendserve_lines", "Request lines by stored status (all tenants).", "status", self.counts.lines)
+        if self.webhook_stats is not None:
+            hooks = CounterMetricFamily(
+                "blendserve_webhook_deliveries",
+                "Webhook delivery attempts: delivered, failed (an attempt that will be retried or was the last), "
+                "gave_up (a delivery abandoned after its retry window).",
+                labels=["outcome"],
+            )
+            for outcome, key in (("delivered", "delivered"), ("failed", "failed_attempts"), ("gave_up", "gave_up")):
+                hooks.add_metric([outcome], self.webhook_stats.get(key, 0))
+            yield hooks
         if self.dispatcher is not None and self.planner is not None:
             yield from self._dispatcher(self.dispatcher, self.planner)
 

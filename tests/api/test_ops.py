@@ -52,7 +52,7 @@ def _samples(text: str) -> dict[tuple[str, tuple], float]:
 async def test_metrics_count_what_ran(db_url, tmp_path):
     async with running_client(_app(db_url, tmp_path, SimulatedRuntime(model_name="sim"))) as c:
         shared = "You are a terse assistant. " * 10
-        batch = (await upload_batch(c, [chat_line(i, prompt=shared + f"q{i}") for i in range(12)])).json()
+        batch = (await upload_batch(c, [chat_line(i, model="sim", prompt=shared + f"q{i}") for i in range(12)])).json()
         done = await _wait(c, batch["id"])
         resp = await c.get("/metrics")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
@@ -73,15 +73,17 @@ async def test_metrics_count_what_ran(db_url, tmp_path):
     assert got[("blendserve_http_request_duration_seconds_count", route)] >= 1
 
 
-async def test_webhook_hook_counts_deliveries(db_url, tmp_path):
-    app = _app(db_url, tmp_path, SimulatedRuntime())
+async def test_webhook_deliveries_are_counted(db_url, tmp_path):
+    app = _app(db_url, tmp_path, SimulatedRuntime(model_name="sim"))
     async with running_client(app) as c:
-        app.state.ctx.metrics.webhook_delivery("delivered")
-        app.state.ctx.metrics.webhook_delivery("retried")
-        app.state.ctx.metrics.webhook_delivery("retried")
+        stats = app.state.ctx.metrics.state.webhook_stats
+        assert stats is not None  # the app's webhook sender's own counts
+        stats["delivered"] += 1
+        stats["failed_attempts"] += 2
         got = _samples((await c.get("/metrics")).text)
-    assert got[("blendserve_webhook_deliveries_total", (("outcome", "retried"),))] == 2
+    assert got[("blendserve_webhook_deliveries_total", (("outcome", "failed"),))] == 2
     assert got[("blendserve_webhook_deliveries_total", (("outcome", "delivered"),))] == 1
+    assert got[("blendserve_webhook_deliveries_total", (("outcome", "gave_up"),))] == 0
 
 
 async def test_request_id_header_and_json_log_line(client):
@@ -141,8 +143,12 @@ async def test_request_id_on_log_lines_inside_a_request(db_url, tmp_path):
 async def test_plan_predicts_and_then_reports(db_url, tmp_path):
     runtime = SimulatedRuntime(model_name="sim", time_scale=20.0)
     async with running_client(_app(db_url, tmp_path, runtime, max_inflight=2, api_keys="key-a,key-b")) as c:
-        first = (await upload_batch(c, [chat_line(i, prompt="a" * 300 + str(i)) for i in range(20)], headers=A)).json()
-        second = (await upload_batch(c, [chat_line(i, prompt="b" * 50 + str(i)) for i in range(8)], headers=A)).json()
+        first = (
+            await upload_batch(c, [chat_line(i, model="sim", prompt="a" * 300 + str(i)) for i in range(20)], headers=A)
+        ).json()
+        second = (
+            await upload_batch(c, [chat_line(i, model="sim", prompt="b" * 50 + str(i)) for i in range(8)], headers=A)
+        ).json()
         plan = None
         for _ in range(200):  # until the dispatcher has loaded both batches into the tree
             plan = (await c.get(f"/v1/batches/{second['id']}/plan", headers=A)).json()
@@ -165,8 +171,10 @@ async def test_plan_predicts_and_then_reports(db_url, tmp_path):
 async def test_plan_cached_share_sees_shared_prefixes(db_url, tmp_path):
     runtime = SimulatedRuntime(model_name="sim", time_scale=50.0)
     async with running_client(_app(db_url, tmp_path, runtime, max_inflight=1)) as c:
-        shared = (await upload_batch(c, [chat_line(i, prompt="S" * 400 + str(i)) for i in range(10)])).json()
-        unique = (await upload_batch(c, [chat_line(i, prompt=f"{i}" * 400) for i in range(10)])).json()
+        shared = (
+            await upload_batch(c, [chat_line(i, model="sim", prompt="S" * 400 + str(i)) for i in range(10)])
+        ).json()
+        unique = (await upload_batch(c, [chat_line(i, model="sim", prompt=f"{i}" * 400) for i in range(10)])).json()
         plans = {}
         for _ in range(200):
             plans = {b["id"]: (await c.get(f"/v1/batches/{b['id']}/plan")).json() for b in (shared, unique)}
@@ -182,9 +190,9 @@ async def test_plan_cached_share_sees_shared_prefixes(db_url, tmp_path):
 
 
 async def test_dashboard_state_shows_only_the_callers_batches(db_url, tmp_path):
-    async with running_client(_app(db_url, tmp_path, SimulatedRuntime(), api_keys="key-a,key-b")) as c:
-        mine = (await upload_batch(c, [chat_line(0)], headers=A)).json()
-        theirs = (await upload_batch(c, [chat_line(0)], headers=B)).json()
+    async with running_client(_app(db_url, tmp_path, SimulatedRuntime(model_name="sim"), api_keys="key-a,key-b")) as c:
+        mine = (await upload_batch(c, [chat_line(0, model="sim")], headers=A)).json()
+        theirs = (await upload_batch(c, [chat_line(0, model="sim")], headers=B)).json()
         await _wait(c, mine["id"], headers=A)
         state = (await c.get("/dashboard/state", headers=A)).json()
         page = await c.get("/dashboard")

@@ -46,7 +46,7 @@ def _batch(client: httpx.Client, key: str, n: int, prompt: str, max_tokens: int)
             "method": "POST",
             "url": "/v1/chat/completions",
             "body": {
-                "model": "m",
+                "model": "simulated",
                 "messages": [{"role": "user", "content": prompt + str(i)}],
                 "max_tokens": max_tokens,
             },
