@@ -6,6 +6,7 @@ the event loop that owns the dispatcher (the batch rows come in already read).""
 
 from __future__ import annotations
 
+from blendserve.core import ids
 from blendserve.core.dispatch.loop import Dispatcher
 from blendserve.core.plan import Planner, plan_batch
 from blendserve.core.sched.scanner import LEFT, RIGHT
@@ -14,6 +15,7 @@ from blendserve.store.models import Batch
 
 def live_state(dispatcher: Dispatcher | None, planner: Planner | None, rows: list[Batch]) -> dict:
     return {
+        "now": ids.now_precise(),  # the page counts "in N s" from the server's clock, not the browser's
         "batches": [_batch(planner, row) for row in rows],
         "server": None if dispatcher is None else _server(dispatcher, planner),
     }

@@ -69,7 +69,7 @@ def test_dashboard_in_headless_chromium(tmp_path):
     binary = _chromium()
     env = {
         "BLENDSERVE_API_KEYS": "key-a,key-b",
-        "BLENDSERVE_SIMULATED_TIME_SCALE": "150",
+        "BLENDSERVE_SIMULATED_TIME_SCALE": "400",
         "BLENDSERVE_MAX_INFLIGHT": "4",
     }
     server = ServerProcess(tmp_path / "data", runtime="simulated", env=env)
