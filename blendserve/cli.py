@@ -27,13 +27,14 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    logs.configure(settings.log_format, args.log_level.upper())  # first: importing the app already logs
+
     import uvicorn
 
     from blendserve.api.app import create_app
     from blendserve.core.wiring import dispatcher_factory
 
-    settings = _settings(args)
-    logs.configure(settings.log_format, args.log_level.upper())
     app = create_app(settings, dispatcher_factory(settings))
     # log_config=None: uvicorn's loggers go through the root handler, in our format, with the request id
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None)
@@ -118,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logs.configure("text", logging.INFO)
     args = build_parser().parse_args(argv)
+    if args.func is not cmd_serve:  # serve configures its own (format from Settings, level from --log-level)
+        logs.configure("text", logging.INFO)
     return args.func(args)
 
 

@@ -20,7 +20,15 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, runtime: str = "none", env: dict | None = None, port: int | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        runtime: str = "none",
+        env: dict | None = None,
+        port: int | None = None,
+        log_level: str = "warning",
+    ):
+        self.log_level = log_level
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -41,7 +49,7 @@ class ServerProcess:
             "--runtime",
             self.runtime,
             "--log-level",
-            "warning",
+            self.log_level,
         ]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
