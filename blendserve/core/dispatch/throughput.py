@@ -35,7 +35,7 @@ class Bucket:
 @dataclass(frozen=True)
 class Calibration:
     work_rate: float | None  # model-seconds of work finished per wall second; None until observed
-    latency_ratio: float | None  # wall seconds per model-second of a line's own work
+    latency_ratio: float | None  # wall seconds per model-second of a line's own work (window, else EWMA)
     lines: int  # results the rate is measured over
 
 
@@ -43,7 +43,7 @@ class ThroughputMeter:
     def __init__(self, clock: Callable[[], float] = ids.now_precise) -> None:
         self.clock = clock
         self.buckets: deque[Bucket] = deque(maxlen=SERIES_BUCKETS)
-        self._done: deque[tuple[float, float]] = deque()  # (wall time, work_s) of recent successes
+        self._done: deque[tuple[float, float, float]] = deque()  # (wall time, work_s, seconds) of recent successes
         self._latency_ratio: float | None = None
 
     def record(self, event: LineEvent) -> None:
@@ -59,7 +59,7 @@ class ThroughputMeter:
         if event.work_s > 0:
             if self._done and now - self._done[-1][0] > IDLE_GAP_S:
                 self._done.clear()
-            self._done.append((now, event.work_s))
+            self._done.append((now, event.work_s, event.seconds))
             ratio = event.seconds / event.work_s
             prev = self._latency_ratio
             self._latency_ratio = ratio if prev is None else prev + LATENCY_EWMA * (ratio - prev)
@@ -76,9 +76,11 @@ class ThroughputMeter:
         done = self._done
         if len(done) < MIN_CALIBRATION_LINES or done[-1][0] <= done[0][0]:
             return Calibration(None, self._latency_ratio, len(done))
-        # the first result only marks the window's start: the work measured is what finished after it
-        work = sum(w for _, w in done) - done[0][1]
-        return Calibration(work / (done[-1][0] - done[0][0]), self._latency_ratio, len(done))
+        work = sum(w for _, w, _ in done)
+        # a ratio of sums over the window (not a mean of per-line ratios, which short lines' fixed overheads
+        # inflate); the first result only marks the window's start for the rate
+        ratio = sum(s for _, _, s in done) / work
+        return Calibration((work - done[0][1]) / (done[-1][0] - done[0][0]), ratio, len(done))
 
     def series(self) -> list[dict[str, float]]:
         """Per-bucket rates, oldest first, with empty buckets filled in (unix time of the bucket's start)."""
