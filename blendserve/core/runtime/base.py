@@ -53,6 +53,7 @@ class GenerateRequest:
     rid: str  # unique among requests in flight (row id + attempt)
     input_ids: tuple[int, ...]
     params: SamplingParams
+    route: str | None = None  # many workers: the lane (routing key) the request's subtree is pinned to
 
 
 @dataclass(frozen=True)

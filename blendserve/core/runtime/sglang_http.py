@@ -103,6 +103,10 @@ class SGLangHTTPRuntime:
             "Embeddings need an SGLang embedding model; this adapter serves generation.", param="url"
         )
 
+    def route_headers(self, request: GenerateRequest) -> dict[str, str]:
+        """Extra headers for one /generate call (the gateway runtime adds its routing key)."""
+        return {}
+
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         n = request.params.n
         rids = [request.rid] if n == 1 else [f"{request.rid}.{i}" for i in range(n)]
@@ -117,7 +121,7 @@ class SGLangHTTPRuntime:
                 return_logprob=True, top_logprobs_num=request.params.top_logprobs, return_text_in_logprobs=True
             )
         try:
-            resp = await self.client.post("/generate", json=payload)
+            resp = await self.client.post("/generate", json=payload, headers=self.route_headers(request))
         except httpx.HTTPError as exc:
             raise RuntimeError_(f"SGLang unreachable: {exc}") from exc
         if resp.status_code >= 400:
