@@ -182,6 +182,12 @@ def get_batch(db: Database, owner: str, batch_id: str) -> Batch:
     return batch
 
 
+def list_batches(db: Database, owner: str, limit: int, after: str | None) -> tuple[list[Batch], bool]:
+    """The owner's batches, newest first, after the batch `after` (keyset); and whether more follow."""
+    with db.transaction() as s:
+        return repo.list_batches(s, owner, limit, after)
+
+
 def cancel_batch(db: Database, blobs: BlobStore, owner: str, batch_id: str) -> Batch:
     """in_progress -> cancelling. Pending lines are never dispatched again; the dispatcher (or, when nothing is
     in flight, this call) finishes the move to cancelled and writes the files."""

@@ -5,8 +5,6 @@ the same lines; every input line lands exactly once, in the output file or in th
 
 from __future__ import annotations
 
-import time
-
 import orjson
 
 from blendserve.core import ids, lifecycle
@@ -33,7 +31,7 @@ def finalize_if_idle(db: Database, blobs: BlobStore, batch_id: str) -> str | Non
             return None
         if batch.status == BatchStatus.CANCELLING:
             repo.set_status_where(
-                s, batch_id, [RequestStatus.PENDING], RequestStatus.CANCELLED, CANCELLED_ERROR, time.time()
+                s, batch_id, [RequestStatus.PENDING], RequestStatus.CANCELLED, CANCELLED_ERROR, ids.now_precise()
             )
         counts = repo.request_status_counts(s, batch_id)
         if counts.get(RequestStatus.IN_FLIGHT, 0) or (
@@ -53,7 +51,7 @@ def expire(db: Database, blobs: BlobStore, batch_id: str) -> bool:
         batch = repo.lock_batch(s, batch_id)
         if batch is None or batch.status != BatchStatus.IN_PROGRESS:
             return False
-        repo.set_status_where(s, batch_id, UNFINISHED, RequestStatus.EXPIRED, EXPIRED_ERROR, time.time())
+        repo.set_status_where(s, batch_id, UNFINISHED, RequestStatus.EXPIRED, EXPIRED_ERROR, ids.now_precise())
     _write_and_close(db, blobs, batch_id, BatchStatus.EXPIRED)
     return True
 

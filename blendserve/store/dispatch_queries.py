@@ -3,7 +3,6 @@ row is still in_flight, so a late answer after cancel/expiry/recovery can never 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select, update
@@ -23,9 +22,8 @@ class PendingRow:
     attempts: int
 
 
-def acquire_lease(db: Database, name: str, holder: str, seconds: float) -> bool:
+def acquire_lease(db: Database, name: str, holder: str, seconds: float, now: float) -> bool:
     """Take or renew the named lease; True when `holder` holds it until now + seconds."""
-    now = time.time()
     try:
         with db.transaction() as s:
             lease = s.scalars(select(Lease).where(Lease.name == name).with_for_update()).first()
@@ -138,6 +136,7 @@ def record_result(
     status_code: int | None,
     error_json: str | None,
     request_id: str,
+    finished_at: float,
     prompt_tokens: int = 0,
     cached_tokens: int = 0,
     completion_tokens: int = 0,
@@ -155,7 +154,7 @@ def record_result(
                 "code": status_code,
                 "error_json": error_json,
                 "req_id": request_id,
-                "at": time.time(),
+                "at": finished_at,
                 **usage,
             },
         ).rowcount

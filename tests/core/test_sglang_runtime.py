@@ -81,8 +81,8 @@ async def test_batch_completes_through_sglang_http(standin, db_url, tmp_path):
     from blendserve.core.dispatch.config import DispatchConfig
     from blendserve.core.dispatch.loop import Dispatcher
     from tests.api.test_dispatch import _lines, _wait
-    from tests.conftest import make_settings, running_client
     from tests.helpers import chat_line, upload_batch
+    from tests.support import make_settings, running_client
 
     settings = make_settings(db_url, tmp_path / "d", dispatcher=True, runtime="sglang-http", sglang_url=standin.url)
     runtime = SGLangHTTPRuntime(standin.url, PerfModel.preset())

@@ -77,6 +77,7 @@ class LineRunner:
             status_code=status_code,
             error_json=None,
             request_id=ids.request_id(),
+            finished_at=ids.now_precise(),
         )
         if landed:
             self.stats.failed += 1
@@ -122,6 +123,7 @@ class LineRunner:
             status_code=200,
             error_json=None,
             request_id=ids.request_id(),
+            finished_at=ids.now_precise(),
             prompt_tokens=outcome.prompt_tokens,
             cached_tokens=outcome.cached_tokens,
             completion_tokens=outcome.completion_tokens,
