@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-RuntimeKind = Literal["local", "simulated", "sglang-http", "sglang-engine", "none"]
+RuntimeKind = Literal["local", "simulated", "sglang-http", "sglang-gateway", "sglang-engine", "none"]
 
 
 class Settings(BaseSettings):
@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     runtime: RuntimeKind = "local"
     model_path: str | None = None  # local: HF dir or GGUF; sglang-engine: model path
     model_name: str | None = None  # served model name override
-    sglang_url: str = "http://127.0.0.1:30000"
+    sglang_url: str = "http://127.0.0.1:30000"  # sglang-gateway: the smg gateway's URL (docs/SCALE-OUT.md)
     gpu: str = "h100"  # perf-model preset for simulated/sglang runtimes
 
     dispatcher: bool = True

@@ -87,7 +87,8 @@ class LineRunner:
         if isinstance(entry.params, EmbedParams):
             embedded = await self.runtime.embed(entry.params)
             return Outcome(embedding_body(name, entry.params, embedded), embedded.prompt_tokens, 0, 0)
-        result = await self.runtime.generate(GenerateRequest(rid, tuple(entry.tokens), entry.params))
+        lane = None if entry.lane is None else str(entry.lane)
+        result = await self.runtime.generate(GenerateRequest(rid, tuple(entry.tokens), entry.params, route=lane))
         body = response_body(entry.row.endpoint, name, result)
         return Outcome(body, result.prompt_tokens, result.cached_tokens, result.completion_tokens)
 

@@ -21,9 +21,11 @@ from blendserve.core.dispatch.db_worker import DbWorker
 from blendserve.core.dispatch.housekeeping import Housekeeper
 from blendserve.core.dispatch.line_runner import LineRunner
 from blendserve.core.dispatch.loader import Loader
-from blendserve.core.dispatch.pending import PendingSet
+from blendserve.core.dispatch.pending import Entry, PendingSet
 from blendserve.core.dispatch.stats import DispatchStats
+from blendserve.core.dispatch.workers import Fleet
 from blendserve.core.runtime.base import Runtime
+from blendserve.core.sched.scanner import Side
 from blendserve.store import dispatch_queries as ds
 from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database
@@ -44,6 +46,8 @@ class Dispatcher:
         self.pending = PendingSet(runtime.info.perf)
         self.runner = LineRunner(self.dbw, runtime, config, self.pending, self.stats, lambda: self.wake(False))
         self.loader = Loader(self.dbw, runtime, self.pending, self.runner)
+        # many workers behind a gateway: one lane per worker, each with its own window (workers.py)
+        self.fleet = Fleet(runtime, self.pending, self._window()) if hasattr(runtime, "workers") else None
         self.housekeeper = Housekeeper(self.dbw, blobs, self.pending, self.runner, self.stats)
         self.holding = False
         self._lease_renewed = 0.0
@@ -69,6 +73,7 @@ class Dispatcher:
             "pending": len(self.pending),
             "in_flight": len(self.runner),
             "model": self.runtime.info.name,
+            **({"fleet": self.fleet.describe()} if self.fleet is not None else {}),
         }
 
     def counters(self) -> dict[str, int]:
@@ -132,11 +137,17 @@ class Dispatcher:
         return min(cap, self.config.max_inflight) if self.config.max_inflight else cap
 
     async def _dispatch_wave(self) -> None:
+        if self.fleet is not None:
+            await self.fleet.refresh()
+            await self._start_wave(self.fleet.next_wave())
+            return
         cap = self._window()
         room = cap - len(self.runner)
         if room <= 0 or not len(self.pending) or (len(self.runner) and room < max(1, cap // WAVE_FRACTION)):
             return
-        wave = self.pending.next_wave(room, float(self.runtime.info.kv_capacity_tokens))
+        await self._start_wave(self.pending.next_wave(room, float(self.runtime.info.kv_capacity_tokens)))
+
+    async def _start_wave(self, wave: list[tuple[Entry, Side]]) -> None:
         if not wave:
             return
         moved = await self.dbw.run(ds.mark_in_flight, self.dbw.db, [entry.row.id for entry, _ in wave])

@@ -26,6 +26,12 @@ def build_runtime(settings: Settings) -> Runtime:
         return SGLangHTTPRuntime(
             settings.sglang_url, PerfModel.preset(gpu=settings.gpu), timeout_s=settings.request_timeout_s
         )
+    if settings.runtime == "sglang-gateway":
+        from blendserve.core.runtime.gateway import GatewayRuntime
+
+        return GatewayRuntime(
+            settings.sglang_url, PerfModel.preset(gpu=settings.gpu), timeout_s=settings.request_timeout_s
+        )
     if settings.runtime == "sglang-engine":
         from blendserve.core.runtime.sglang_engine import SGLangEngineRuntime
 

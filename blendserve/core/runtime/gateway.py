@@ -14,6 +14,9 @@ read from a healthy worker directly: every worker serves the same model."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -110,11 +113,18 @@ class GatewayRuntime(SGLangHTTPRuntime):
                 return resp.json()
         return None
 
-    async def start(self) -> None:
-        """Model and context from a healthy worker; raises RuntimeError_ while the gateway has none."""
-        healthy = [w for w in await self.workers() if w.healthy]
-        if not healthy:
-            raise RuntimeError_(f"the gateway at {self.base_url} has no healthy worker yet")
+    async def start(self, wait_s: float = 60.0) -> None:
+        """Model and context from a healthy worker. smg registers workers a few seconds after it starts: waits up
+        to wait_s for one, then raises RuntimeError_."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            with contextlib.suppress(RuntimeError_):
+                healthy = [w for w in await self.workers() if w.healthy]
+                if healthy:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError_(f"the gateway at {self.base_url} has no healthy worker after {wait_s:.0f} s")
+            await asyncio.sleep(0.25)
         self.tokenizer = FleetTokenizer([w.url for w in healthy], 60.0)
         probe = SGLangHTTPRuntime(healthy[0].url, self.perf, max_concurrency=self.info.max_concurrency)
         try:
