@@ -74,6 +74,13 @@ def build_app(kv_capacity: int, delay: float, name: str):
     async def standin_stats():
         return stats
 
+    @app.post("/flush_cache")
+    async def flush_cache():
+        """As SGLang's: empties the prefix cache (the stand-in is idle between test phases); resets the stats."""
+        cache.pages.clear()
+        stats.update(requests=0, prompt_tokens=0, cached_tokens=0, routing_keys={})
+        return "Cache flushed."
+
     return app
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from blendserve.core.runtime.base import GenerateRequest, RuntimeError_
-from blendserve.core.runtime.sglang_http import HTTPTokenizer, SGLangHTTPRuntime
+from blendserve.core.runtime.base import GenerateRequest, GenerateResult, RuntimeError_
+from blendserve.core.runtime.sglang_http import HTTPTokenizer, SGLangHTTPRuntime, _result, sampling_params
 from blendserve.core.sched.perf_model import PerfModel
 
 ROUTING_KEY_HEADER = "X-SMG-Routing-Key"
@@ -76,6 +76,36 @@ class GatewayRuntime(SGLangHTTPRuntime):
 
     def route_headers(self, request: GenerateRequest) -> dict[str, str]:
         return {ROUTING_KEY_HEADER: request.route} if request.route else {}
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        """smg's /generate takes ONE request per call (a batched input_ids/rid list is a 400 there): n copies go as
+        n calls with the same routing key, so they land on the same worker."""
+        payloads = []
+        for i in range(request.params.n):
+            payload = {
+                "input_ids": list(request.input_ids),
+                "sampling_params": sampling_params(request),
+                "rid": request.rid if request.params.n == 1 else f"{request.rid}.{i}",
+                "stream": False,
+            }
+            if request.params.logprobs:
+                payload.update(
+                    return_logprob=True, top_logprobs_num=request.params.top_logprobs, return_text_in_logprobs=True
+                )
+            payloads.append(payload)
+        items = await asyncio.gather(*(self._one(p, request) for p in payloads))
+        return _result(request, list(items))
+
+    async def _one(self, payload: dict, request: GenerateRequest) -> dict:
+        try:
+            resp = await self.client.post("/generate", json=payload, headers=self.route_headers(request))
+        except httpx.HTTPError as exc:
+            raise RuntimeError_(f"gateway unreachable: {exc}") from exc
+        if resp.status_code >= 400:  # smg answers 5xx when no healthy worker is left: retryable
+            raise RuntimeError_(
+                f"gateway /generate {resp.status_code}: {resp.text[:300]}", retryable=resp.status_code >= 500
+            )
+        return resp.json()
 
     async def workers(self) -> list[WorkerState]:
         """The gateway's workers with their health and each one's KV capacity (read once per worker URL).

@@ -1,0 +1,210 @@
+"""Many workers through the real SGLang Model Gateway (smg 1.13.0) in front of 3 stand-in SGLang worker
+processes, each with its own LRU prefix cache and KV capacity: the prefix-cache hit ratio of our subtree
+affinity against smg's own cache_aware and round_robin policies on a multi-job trace; a worker killed
+mid-batch (the batch completes, each line once); a worker added mid-batch (it gets work). `pytest -k smg`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+
+import httpx
+import pytest
+
+from blendserve.core.dispatch.config import DispatchConfig
+from blendserve.core.dispatch.loop import Dispatcher
+from blendserve.core.runtime.gateway import GatewayRuntime
+from blendserve.core.sched.perf_model import PerfModel
+from blendserve.store.migrate import upgrade
+from tests.e2e.smg_fleet import SmgFleet
+from tests.helpers import upload_batch
+from tests.support import make_settings, running_client
+
+pytestmark = pytest.mark.anyio
+JOBS, PER_JOB, KV = 6, 24, 1500
+LANE_WINDOW = 8
+
+
+def trace(jobs: int = JOBS, per_job: int = PER_JOB, seed: int = 7) -> list[tuple[int, dict]]:
+    """(job, line) in submission order: jobs interleaved, each job its own long system prompt."""
+    rng = random.Random(seed)
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta", "lambda", "zeta"]
+    systems = [f"Job {j}. " + " ".join(rng.choice(words) for _ in range(80)) for j in range(jobs)]
+    out = []
+    for i in range(per_job):
+        for j in range(jobs):
+            question = f"Question {i} of job {j}: " + " ".join(rng.choice(words) for _ in range(8))
+            body = {
+                "model": "standin-model",
+                "messages": [{"role": "system", "content": systems[j]}, {"role": "user", "content": question}],
+                "max_tokens": 8,
+            }
+            out.append((j, {"custom_id": f"j{j}-{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}))
+    return out
+
+
+def standin_tokens(messages: list[dict]) -> list[int]:
+    """What the stand-in's /v1/tokenize returns (ChatML, one token per byte): the dispatcher's tokens too."""
+    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return [b + 10 for b in (text + "<|im_start|>assistant\n").encode()]
+
+
+def hit_ratio(fleet: SmgFleet) -> float:
+    stats = [fleet.stats(url) for url in fleet.live()]
+    return sum(s["cached_tokens"] for s in stats) / max(1, sum(s["prompt_tokens"] for s in stats))
+
+
+async def send_in_order(gateway: str, lines: list[dict], concurrency: int) -> None:
+    """A plain client: submission order, `concurrency` requests in flight, smg's policy picks the worker."""
+    queue: asyncio.Queue[dict] = asyncio.Queue()
+    for line in lines:
+        queue.put_nowait(line)
+    async with httpx.AsyncClient(base_url=gateway, timeout=60) as client:
+
+        async def sender() -> None:
+            while not queue.empty():
+                body = queue.get_nowait()["body"]
+                payload = {"input_ids": standin_tokens(body["messages"]), "sampling_params": {"max_new_tokens": 8}}
+                (await client.post("/generate", json=payload)).raise_for_status()
+
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+
+
+def blendserve_app(tmp_path, gateway: str, holder: list):
+    from blendserve.api.app import create_app
+
+    url = f"sqlite:///{tmp_path / 'bs.db'}"
+    upgrade(url)
+    settings = make_settings(url, tmp_path / "data", dispatcher=True, retry_backoff_s=0.2, max_inflight=LANE_WINDOW)
+    config = DispatchConfig.from_settings(settings)
+
+    def factory(db, blobs):
+        holder.append(Dispatcher(db, blobs, config, GatewayRuntime(gateway, PerfModel.preset(), timeout_s=60)))
+        return holder[-1]
+
+    return create_app(settings, factory)
+
+
+async def run_batches(client, groups: list[list[dict]], timeout: float = 120.0) -> list[dict]:
+    """Upload each group as its own batch, wait for all to finish; returns every output line."""
+    ids = [(await upload_batch(client, lines)).json()["id"] for lines in groups]
+    out = []
+    for batch_id in ids:
+        deadline = time.monotonic() + timeout
+        while (batch := (await client.get(f"/v1/batches/{batch_id}")).json())["status"] not in ("completed", "failed"):
+            assert time.monotonic() < deadline, f"batch stuck: {batch}"
+            await asyncio.sleep(0.1)
+        assert batch["status"] == "completed", batch
+        out += await batch_lines(client, batch)
+    return out
+
+
+async def batch_lines(client, batch: dict) -> list[dict]:
+    """Every line of a finished batch: its output file and its error file."""
+    out = []
+    for key in ("output_file_id", "error_file_id"):
+        if batch.get(key):
+            text = (await client.get(f"/v1/files/{batch[key]}/content")).text
+            out += [json.loads(x) for x in text.splitlines()]
+    return out
+
+
+def assert_each_line_once(out: list[dict], lines: list[dict]) -> None:
+    ids = [o["custom_id"] for o in out]
+    assert sorted(ids) == sorted(line["custom_id"] for line in lines), "a line is missing or doubled"
+    failed = [o for o in out if (o.get("response") or {}).get("status_code") != 200]
+    assert not failed, failed[:3]
+
+
+async def test_smg_affinity_hit_ratio_beats_cache_aware_and_round_robin(tmp_path):
+    fleet = SmgFleet(tmp_path)
+    lines = [line for _, line in trace()]
+    ratios: dict[str, float] = {}
+    try:
+        for _ in range(3):
+            fleet.start_worker(kv_capacity=KV, delay=0.01)
+        for policy in ("round_robin", "cache_aware"):
+            fleet.start_gateway(policy)
+            fleet.flush()
+            await send_in_order(fleet.url, lines, concurrency=3 * LANE_WINDOW)
+            ratios[policy] = hit_ratio(fleet)
+            fleet.stop_gateway()
+        gateway = fleet.start_gateway("manual", ("--assignment-mode", "min_group"))
+        fleet.flush()
+        holder: list[Dispatcher] = []
+        async with running_client(blendserve_app(tmp_path, gateway, holder)) as client:
+            out = await run_batches(client, [lines])  # the jobs' lines interleaved in one file, as submitted
+        assert_each_line_once(out, lines)
+        ratios["affinity"] = hit_ratio(fleet)
+        keys_per_worker = [len(fleet.stats(url)["routing_keys"]) for url in fleet.live()]
+        print(f"\nsmg hit ratio over 3 stand-ins (kv {KV} tokens each, {JOBS} jobs x {PER_JOB}): {ratios}; "
+              f"lanes per worker: {keys_per_worker}")  # fmt: skip
+        assert ratios["affinity"] > ratios["round_robin"] + 0.1
+        assert ratios["affinity"] >= ratios["cache_aware"] - 0.05
+    finally:
+        fleet.close()
+
+
+async def test_smg_worker_killed_mid_batch_completes_each_line_once(tmp_path):
+    fleet = SmgFleet(tmp_path)
+    lines = [line for _, line in trace(per_job=40)]
+    try:
+        for _ in range(3):
+            fleet.start_worker(kv_capacity=KV, delay=0.05)
+        gateway = fleet.start_gateway("manual", ("--assignment-mode", "min_group"))
+        holder: list[Dispatcher] = []
+        async with running_client(blendserve_app(tmp_path, gateway, holder)) as client:
+            batch_id = (await upload_batch(client, lines)).json()["id"]
+            victim = None
+            while victim is None:
+                batch = (await client.get(f"/v1/batches/{batch_id}")).json()
+                busy = [u for u in fleet.live() if fleet.stats(u)["requests"] > 0]
+                if batch["request_counts"]["completed"] >= len(lines) // 4 and busy:
+                    victim = busy[0]
+                await asyncio.sleep(0.05)
+            fleet.kill_worker(victim)
+            killed_at = time.time()
+            deadline = time.monotonic() + 120
+            while (batch := (await client.get(f"/v1/batches/{batch_id}")).json())["status"] != "completed":
+                assert batch["status"] == "in_progress" and time.monotonic() < deadline, batch
+                await asyncio.sleep(0.1)
+            done_at = time.time()
+            out = await batch_lines(client, batch)
+            fleet_state = holder[0].fleet.describe()
+        assert_each_line_once(out, lines)
+        lost = [e for e in fleet_state["events"] if e["kind"] == "lost"]
+        assert lost and lost[0]["urls"] == [victim], fleet_state
+        print(f"\nworker killed: re-laned {lost[0]['at'] - killed_at:.2f} s after the kill; batch done "
+              f"{done_at - killed_at:.2f} s after it; retried lines: {holder[0].stats.retried}")  # fmt: skip
+    finally:
+        fleet.close()
+
+
+async def test_smg_worker_added_mid_batch_gets_work(tmp_path):
+    fleet = SmgFleet(tmp_path)
+    lines = [line for _, line in trace(per_job=40)]
+    try:
+        for _ in range(2):
+            fleet.start_worker(kv_capacity=KV, delay=0.05)
+        gateway = fleet.start_gateway("manual", ("--assignment-mode", "min_group"))
+        holder: list[Dispatcher] = []
+        async with running_client(blendserve_app(tmp_path, gateway, holder)) as client:
+            batch_id = (await upload_batch(client, lines)).json()["id"]
+            while (await client.get(f"/v1/batches/{batch_id}")).json()["request_counts"]["completed"] < 20:
+                await asyncio.sleep(0.05)
+            newcomer = await asyncio.to_thread(fleet.start_worker, KV, 0.05)
+            await asyncio.to_thread(fleet.register, newcomer)
+            deadline = time.monotonic() + 120
+            while (batch := (await client.get(f"/v1/batches/{batch_id}")).json())["status"] != "completed":
+                assert batch["status"] == "in_progress" and time.monotonic() < deadline, batch
+                await asyncio.sleep(0.1)
+            out = await batch_lines(client, batch)
+            fleet_state = holder[0].fleet.describe()
+        assert_each_line_once(out, lines)
+        assert any(e["kind"] == "added" and e["urls"] == [newcomer] for e in fleet_state["events"]), fleet_state
+        assert fleet.stats(newcomer)["requests"] > 0, "the added worker got no work"
+        print(f"\nworker added: it served {fleet.stats(newcomer)['requests']} of {len(lines)} lines")
+    finally:
+        fleet.close()
