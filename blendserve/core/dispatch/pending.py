@@ -13,9 +13,10 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from blendserve.core.dispatch.affinity import LaneScanners
+from blendserve.core.dispatch.compact_tree import CompactTree
 from blendserve.core.runtime.base import EmbedParams, SamplingParams
 from blendserve.core.sched.perf_model import PerfModel
-from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
+from blendserve.core.sched.prefix_tree import TreeRequest
 from blendserve.core.sched.scanner import LEFT, RIGHT, DualScanner, Side, sample_requests
 from blendserve.store.dispatch_queries import PendingRow
 
@@ -40,7 +41,7 @@ class Entry:
 
 class PendingSet:
     def __init__(self, perf: PerfModel) -> None:
-        self.tree = PrefixTree(perf)
+        self.tree = CompactTree(perf)  # each prompt token held once, in the tree (compact_tree.py)
         self.scanner = DualScanner(self.tree)
         self.entries: dict[int, Entry] = {}  # pending and in flight, by row id
         self.by_batch: dict[str, set[int]] = {}
