@@ -189,8 +189,8 @@ def list_batches(db: Database, owner: str, limit: int, after: str | None) -> tup
 
 
 def cancel_batch(db: Database, blobs: BlobStore, owner: str, batch_id: str) -> Batch:
-    """in_progress -> cancelling. Pending lines are never dispatched again; the dispatcher (or, when nothing is
-    in flight, this call) finishes the move to cancelled and writes the files."""
+    """in_progress -> cancelling -> cancelled: lines not finished yet are written as batch_cancelled and the
+    files are written now; the dispatcher aborts what it still has running for the batch on its next sweep."""
     with db.transaction() as s:
         batch = repo.get_batch(s, owner, batch_id)
         if batch is None:

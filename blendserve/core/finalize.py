@@ -16,7 +16,7 @@ from blendserve.store.statuses import BatchStatus, RequestStatus
 
 UNFINISHED = (RequestStatus.PENDING, RequestStatus.IN_FLIGHT)
 CANCELLED_ERROR = orjson.dumps(
-    {"code": "batch_cancelled", "message": "The batch was cancelled before this request ran."}
+    {"code": "batch_cancelled", "message": "The batch was cancelled before this request finished."}
 ).decode()
 EXPIRED_ERROR = orjson.dumps(
     {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}
@@ -29,10 +29,8 @@ def finalize_if_idle(db: Database, blobs: BlobStore, batch_id: str) -> str | Non
         batch = repo.lock_batch(s, batch_id)
         if batch is None or batch.status not in lifecycle.ACTIVE:
             return None
-        if batch.status == BatchStatus.CANCELLING:
-            repo.set_status_where(
-                s, batch_id, [RequestStatus.PENDING], RequestStatus.CANCELLED, CANCELLED_ERROR, ids.now_precise()
-            )
+        if batch.status == BatchStatus.CANCELLING:  # lines in flight are aborted: a late result cannot land
+            repo.set_status_where(s, batch_id, UNFINISHED, RequestStatus.CANCELLED, CANCELLED_ERROR, ids.now_precise())
         counts = repo.request_status_counts(s, batch_id)
         if counts.get(RequestStatus.IN_FLIGHT, 0) or (
             batch.status == BatchStatus.IN_PROGRESS and counts.get(RequestStatus.PENDING, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import CursorResult, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from blendserve.store.db import Database
@@ -48,7 +48,7 @@ def release_lease(db: Database, name: str, holder: str) -> None:
 def requeue_in_flight(db: Database) -> int:
     """After taking over from a dead dispatcher: whatever it left in flight runs again (finished rows stay)."""
     with db.transaction() as s:
-        result = s.execute(
+        result: CursorResult = s.execute(  # type: ignore[assignment]  # an UPDATE gives a cursor result
             update(BatchRequest)
             .where(BatchRequest.status == RequestStatus.IN_FLIGHT)
             .values(status=RequestStatus.PENDING)
@@ -178,4 +178,4 @@ def active_batches(db: Database) -> list[tuple[str, str, int | None]]:
         Batch.status.in_((BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING, BatchStatus.FINALIZING))
     )
     with db.transaction() as s:
-        return [tuple(row) for row in s.execute(stmt)]
+        return [(row.id, row.status, row.expires_at) for row in s.execute(stmt)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from sqlalchemy import func, insert, or_, select, tuple_, update
+from sqlalchemy import CursorResult, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from blendserve.store.models import Batch, BatchRequest, File
@@ -120,7 +120,8 @@ def set_status_where(
         .where(BatchRequest.batch_id == batch_id, BatchRequest.status.in_(from_statuses))
         .values(**values)
     )
-    return session.execute(stmt).rowcount or 0
+    result: CursorResult = session.execute(stmt)  # type: ignore[assignment]  # an UPDATE gives a cursor result
+    return result.rowcount or 0
 
 
 def lock_batch(session: Session, batch_id: str) -> Batch | None:

@@ -207,3 +207,42 @@ async def test_embeddings_batch(db_url, tmp_path):
         assert out["e1"]["usage"]["prompt_tokens"] == 1 + 3
         err = await _lines(c, done["error_file_id"])
         assert err[0]["response"]["body"]["error"]["param"] == "dimensions"
+
+
+class Hanging(SimulatedRuntime):
+    """Never finishes a request on its own; records what it was asked to abort."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: set[str] = set()
+        self.aborted: set[str] = set()
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        self.started.add(request.rid)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def abort(self, rids) -> None:
+        self.aborted.update(rids)
+
+
+async def test_cancel_aborts_lines_in_flight_on_the_runtime(db_url, tmp_path):
+    runtime = Hanging()
+    runtime.info.max_concurrency = 3
+    async with running_client(_app(db_url, tmp_path, runtime)) as c:
+        batch = (await upload_batch(c, [chat_line(i) for i in range(10)])).json()
+        for _ in range(500):
+            if len(runtime.started) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert len(runtime.started) == 3
+        assert (await c.post(f"/v1/batches/{batch['id']}/cancel")).json()["status"] in ("cancelling", "cancelled")
+        done = await _wait(c, batch["id"], timeout=10)
+        assert done["status"] == "cancelled" and done["request_counts"]["completed"] == 0
+        err = await _lines(c, done["error_file_id"])
+        assert len(err) == 10 and {x["error"]["code"] for x in err} == {"batch_cancelled"}
+        for _ in range(500):
+            if runtime.aborted == runtime.started:
+                break
+            await asyncio.sleep(0.01)
+        assert runtime.aborted == runtime.started  # every line that was running was aborted, by its attempt's rid

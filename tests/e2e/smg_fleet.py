@@ -47,17 +47,18 @@ class SmgFleet:
         self.gateway: subprocess.Popen | None = None
         self.url = ""
 
-    def start_worker(self, kv_capacity: int, delay: float) -> str:
+    def start_worker(self, kv_capacity: int, decode_s: float) -> str:
+        """A faithful SGLang stand-in process (tests/fakes/sglang): its own LRU radix cache under its KV cap."""
         port = free_port()
         log = open(self.tmp / f"worker-{port}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.worker_process", "--port", str(port),
-             "--kv-capacity", str(kv_capacity), "--delay", str(delay)],
+            [sys.executable, "-m", "tests.fakes.sglang_standin", "--port", str(port),
+             "--kv-capacity", str(kv_capacity), "--decode-s", str(decode_s)],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         self.workers[url] = proc
-        wait_until(lambda: httpx.get(url + "/health", timeout=1).status_code == 200, 60, f"worker {url}")
+        wait_until(lambda: httpx.get(url + "/health", timeout=1).status_code == 200, 120, f"worker {url}")
         return url
 
     def start_gateway(self, policy: str, extra: tuple[str, ...] = ()) -> str:
@@ -86,11 +87,14 @@ class SmgFleet:
         wait_until(lambda: self.healthy_count() > before, 60, f"smg to register {url}")
 
     def stats(self, url: str) -> dict:
-        return httpx.get(url + "/standin_stats", timeout=5).json()
+        """The stand-in's counters (requests, prompt_tokens, cached_tokens, ...) since it started."""
+        return httpx.get(url + "/_stats", timeout=5).json()
 
-    def flush(self) -> None:
+    def flush(self) -> dict[str, dict]:
+        """Empty every live worker's prefix cache (they are idle); returns their counters at this point."""
         for url in self.live():
             httpx.post(url + "/flush_cache", timeout=5).raise_for_status()
+        return {url: self.stats(url) for url in self.live()}
 
     def live(self) -> list[str]:
         return [url for url, proc in self.workers.items() if proc.poll() is None]

@@ -1,31 +1,39 @@
-"""Many SGLang workers behind the SGLang Model Gateway (smg, `smg launch --policy manual`), as one runtime.
+"""Many SGLang workers behind the SGLang Model Gateway (smg 1.13.0, `smg launch --policy manual`), as one runtime.
 
 Requests go to the gateway's POST /generate with an `X-SMG-Routing-Key` header: the lane the request's
-subtree is pinned to (core/dispatch/affinity.py). smg's manual policy (smg 1.13.0, model_gateway/src/policies/
-manual.rs) maps each key to one worker on first sight and keeps it there; it moves a key only when that worker
-turns unhealthy. It offers no way to name the worker for a key (X-SMG-Target-Worker is read by the
+subtree is pinned to (core/dispatch/affinity.py). smg's manual policy (model_gateway/src/policies/manual.rs)
+maps each key to one worker on first sight and keeps it there; it moves a key only when that worker turns
+unhealthy. It offers no way to name the worker for a key (X-SMG-Target-Worker is read by the
 consistent_hashing policy alone, as an index into an internal list whose order /workers does not promise), so
-the dispatcher keeps one lane per healthy worker and lets `--assignment-mode min_group` (fewest busy keys)
-spread the lanes. See docs/SCALE-OUT.md.
+the dispatcher keeps one lane per healthy worker and `--assignment-mode min_group` (fewest busy keys) spreads
+the lanes. smg's /generate takes ONE request per call (a batched input_ids/rid list is a 400 there), so the
+copies of an n > 1 line go as n calls with the same key. See docs/SCALE-OUT.md.
 
-The worker list comes from the gateway's GET /workers (url, is_healthy, load); each worker's KV capacity
-from its own GET /server_info (max_total_num_tokens, summed over DP ranks). Tokenization and model info are
-read from a healthy worker directly: every worker serves the same model."""
+The worker list is the gateway's GET /workers (url, is_healthy, status, load); each worker's KV capacity is
+its own GET /server_info. Tokenization and model info are read from a healthy worker directly: every worker
+serves the same model, and the gateway need not proxy those routes."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from dataclasses import dataclass
 
 import httpx
 
-from blendserve.core.runtime.base import GenerateRequest, GenerateResult, RuntimeError_
-from blendserve.core.runtime.sglang_http import HTTPTokenizer, SGLangHTTPRuntime, _result, sampling_params
-from blendserve.core.sched.perf_model import PerfModel
+from blendserve.core.runtime import sglang_info, sglang_params
+from blendserve.core.runtime.base import (
+    GenerateRequest,
+    GenerateResult,
+    HealthState,
+    RuntimeError_,
+    RuntimeUnavailable,
+)
+from blendserve.core.runtime.sglang_http import SGLangHTTPRuntime, _json
+from blendserve.core.runtime.sglang_result import parse_items
+from blendserve.core.runtime.sglang_tokenize import HTTPTokenizer
 
 ROUTING_KEY_HEADER = "X-SMG-Routing-Key"
+COPY_KEYS = ("input_ids", "sampling_params", "rid")  # per-copy lists in a batched body
 
 
 @dataclass(frozen=True)
@@ -36,134 +44,88 @@ class WorkerState:
     kv_capacity_tokens: int
 
 
-def kv_capacity(server_info: dict, default: int) -> int:
-    """KV pool size in tokens. With --dp-size > 1 the top-level figure is rank 0's only: sum the ranks."""
-    ranks = [s.get("memory_usage", {}).get("token_capacity") for s in server_info.get("internal_states") or []]
-    if ranks and all(isinstance(r, int) and r > 0 for r in ranks):
-        return sum(ranks)
-    return int(server_info.get("max_total_num_tokens") or default)
-
-
 class FleetTokenizer(HTTPTokenizer):
-    """/v1/tokenize on one healthy worker; moves to another when that one stops answering (retryable)."""
+    """/v1/tokenize on one healthy worker; moves to another when the fleet changes and that one is gone."""
 
-    def __init__(self, urls: list[str], timeout: float) -> None:
-        super().__init__(urls[0], timeout)
-        self.urls, self.timeout = urls, timeout
+    def __init__(self, url: str, timeout_s: float, connect_s: float) -> None:
+        super().__init__(url, timeout_s, connect_s)
+        self.timeout = httpx.Timeout(timeout_s, connect=connect_s)
 
     def use(self, urls: list[str]) -> None:
         if urls and str(self.client.base_url).rstrip("/") not in urls:
-            self.client.close()
-            self.client = httpx.Client(base_url=urls[0], timeout=self.timeout)
-        self.urls = urls
+            old, self.client = self.client, httpx.Client(base_url=urls[0], timeout=self.timeout)
+            old.close()
 
-    def _tokens(self, payload: dict) -> list[int]:
-        try:
-            return super()._tokens(payload)
-        except httpx.TransportError as exc:
-            raise RuntimeError_(f"tokenizer worker unreachable: {exc}") from exc
+
+def single_bodies(body: dict) -> list[dict]:
+    """A batched /generate body (one item per copy) -> one body per copy, as smg takes them."""
+    common = {k: v for k, v in body.items() if k not in COPY_KEYS}
+    return [{**common, **{k: body[k][i] for k in COPY_KEYS}} for i in range(len(body["rid"]))]
 
 
 class GatewayRuntime(SGLangHTTPRuntime):
     """The gateway is the data path; the workers are read for their state. `workers()` is the fleet now."""
 
-    def __init__(self, gateway_url: str, perf: PerfModel, timeout_s: float = 600.0, lane_concurrency: int = 256):
-        super().__init__(gateway_url, perf, timeout_s=timeout_s, max_concurrency=lane_concurrency)
-        self.tokenizer.client.close()
-        self.admin = httpx.AsyncClient(timeout=10.0)
+    def __init__(self, gateway_url: str, perf, timeout_s: float = 600.0, max_concurrency: int = 256, **kwargs):
+        super().__init__(gateway_url, perf, timeout_s=timeout_s, max_concurrency=max_concurrency, **kwargs)
+        self._tokenize_timeout = (kwargs.get("tokenize_timeout_s", 30.0), self.info_timeout.connect or 5.0)
         self._capacity: dict[str, int] = {}
         self.fleet: list[WorkerState] = []
-
-    def route_headers(self, request: GenerateRequest) -> dict[str, str]:
-        return {ROUTING_KEY_HEADER: request.route} if request.route else {}
-
-    async def generate(self, request: GenerateRequest) -> GenerateResult:
-        """smg's /generate takes ONE request per call (a batched input_ids/rid list is a 400 there): n copies go as
-        n calls with the same routing key, so they land on the same worker."""
-        payloads = []
-        for i in range(request.params.n):
-            payload = {
-                "input_ids": list(request.input_ids),
-                "sampling_params": sampling_params(request),
-                "rid": request.rid if request.params.n == 1 else f"{request.rid}.{i}",
-                "stream": False,
-            }
-            if request.params.logprobs:
-                payload.update(
-                    return_logprob=True, top_logprobs_num=request.params.top_logprobs, return_text_in_logprobs=True
-                )
-            payloads.append(payload)
-        items = await asyncio.gather(*(self._one(p, request) for p in payloads))
-        return _result(request, list(items))
-
-    async def _one(self, payload: dict, request: GenerateRequest) -> dict:
-        try:
-            resp = await self.client.post("/generate", json=payload, headers=self.route_headers(request))
-        except httpx.HTTPError as exc:
-            raise RuntimeError_(f"gateway unreachable: {exc}") from exc
-        if resp.status_code >= 400:  # smg answers 5xx when no healthy worker is left: retryable
-            raise RuntimeError_(
-                f"gateway /generate {resp.status_code}: {resp.text[:300]}", retryable=resp.status_code >= 500
-            )
-        return resp.json()
 
     async def workers(self) -> list[WorkerState]:
         """The gateway's workers with their health and each one's KV capacity (read once per worker URL).
         Raises RuntimeError_ (retryable) when the gateway does not answer."""
         try:
-            resp = await self.client.get("/workers")
+            resp = await self.client.get("/workers", timeout=self.info_timeout)
             resp.raise_for_status()
             listed = resp.json().get("workers", [])
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
             raise RuntimeError_(f"gateway /workers unavailable: {exc}") from exc
         out = []
         for w in listed:
             url = str(w.get("url", "")).rstrip("/")
             healthy = bool(w.get("is_healthy")) and w.get("status", "ready") == "ready"
             if healthy and url not in self._capacity:
-                info = await self._worker_json(url, "/server_info", "/get_server_info")
-                if info is None:
-                    healthy = False
-                else:
-                    self._capacity[url] = kv_capacity(info, self.perf.kv_capacity_tokens)
+                try:
+                    server = await self._get_json(url + "/server_info", url + "/get_server_info")
+                    self._capacity[url] = sglang_info.kv_capacity(server) or self.perf.kv_capacity_tokens
+                except (httpx.HTTPError, RuntimeError_, ValueError):
+                    healthy = False  # listed but not answering yet: not a lane until it does
             out.append(WorkerState(url, healthy, int(w.get("load") or 0), self._capacity.get(url, 0)))
         self.fleet = out
-        healthy_urls = [w.url for w in out if w.healthy]
         if isinstance(self.tokenizer, FleetTokenizer):
-            self.tokenizer.use(healthy_urls)
+            self.tokenizer.use([w.url for w in out if w.healthy])
         return out
 
-    async def _worker_json(self, url: str, *paths: str) -> dict | None:
-        for path in paths:
-            try:
-                resp = await self.admin.get(url + path)
-            except httpx.HTTPError:
-                return None
-            if resp.status_code == 200:
-                return resp.json()
-        return None
-
-    async def start(self, wait_s: float = 60.0) -> None:
-        """Model and context from a healthy worker. smg registers workers a few seconds after it starts: waits up
-        to wait_s for one, then raises RuntimeError_."""
-        deadline = time.monotonic() + wait_s
-        while True:
-            with contextlib.suppress(RuntimeError_):
-                healthy = [w for w in await self.workers() if w.healthy]
-                if healthy:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError_(f"the gateway at {self.base_url} has no healthy worker after {wait_s:.0f} s")
-            await asyncio.sleep(0.25)
-        self.tokenizer = FleetTokenizer([w.url for w in healthy], 60.0)
-        probe = SGLangHTTPRuntime(healthy[0].url, self.perf, max_concurrency=self.info.max_concurrency)
-        try:
-            await probe.start()
-        finally:
-            await probe.close()
-        self.info = probe.info
+    async def _read_info(self) -> None:
+        """Model, context and KV size from a healthy worker (the connector retries while there is none)."""
+        healthy = [w for w in await self.workers() if w.healthy]
+        if not healthy:
+            raise RuntimeError_(f"the gateway at {self.base_url} has no healthy worker yet")
+        url = healthy[0].url
+        if not isinstance(self.tokenizer, FleetTokenizer):
+            self.tokenizer.close()
+            self.tokenizer = FleetTokenizer(url, *self._tokenize_timeout)
+        model = await self._get_json(url + "/model_info", url + "/get_model_info")
+        server = await self._get_json(url + "/server_info", url + "/get_server_info")
+        models = await self._get_json(url + "/v1/models")
+        context = next((m.get("max_model_len") for m in models.get("data", []) if m.get("max_model_len")), None)
+        sglang_info.apply_server_info(self.info, server, context, sglang_info.model_name(model, self.model_name))
         self.info.kv_capacity_tokens = min(w.kv_capacity_tokens for w in healthy)
 
-    async def close(self) -> None:
-        await super().close()
-        await self.admin.aclose()
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        if self._state == HealthState.STARTING:
+            raise RuntimeUnavailable(f"the gateway at {self.base_url} is not ready: {self._detail}")
+        sglang_params.check(request, self.info)
+        body = sglang_params.generate_body(request, with_logprob_text=True)
+        headers = {ROUTING_KEY_HEADER: request.route} if request.route else None
+        self._inflight[request.rid] = body["rid"]
+        try:
+            resps = await asyncio.gather(*(self._post_generate(b, headers) for b in single_bodies(body)))
+            result, timings = parse_items(request, [_json(r) for r in resps], request.rid in self._aborted, None)
+        finally:
+            self._inflight.pop(request.rid, None)
+            self._aborted.discard(request.rid)
+        for tokens, seconds in timings:
+            self.deadlines.observe(tokens, seconds)
+        return result
