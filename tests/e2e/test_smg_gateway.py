@@ -190,18 +190,19 @@ async def test_smg_worker_killed_mid_batch_completes_each_line_once(tmp_path):
 
 async def test_smg_worker_added_mid_batch_gets_work(tmp_path):
     fleet = SmgFleet(tmp_path)
-    lines = [line for _, line in trace(per_job=60)]
+    lines = [line for _, line in trace(per_job=100)]
     try:
         for _ in range(2):
-            fleet.start_worker(kv_capacity=KV, decode_s=0.02)
+            fleet.start_worker(kv_capacity=KV, decode_s=0.05)
         gateway = fleet.start_gateway("manual", ("--assignment-mode", "min_group"))
+        newcomer = fleet.start_worker(kv_capacity=KV, decode_s=0.05)  # up, but the gateway does not know it yet
         holder: list[Dispatcher] = []
         async with running_client(blendserve_app(tmp_path, gateway, holder)) as client:
             batch_id = (await upload_batch(client, lines)).json()["id"]
             while (await client.get(f"/v1/batches/{batch_id}")).json()["request_counts"]["completed"] < 20:
                 await asyncio.sleep(0.05)
-            newcomer = await asyncio.to_thread(fleet.start_worker, KV, 0.02)
             await asyncio.to_thread(fleet.register, newcomer)
+            at_add = (await client.get(f"/v1/batches/{batch_id}")).json()["request_counts"]
             deadline = time.monotonic() + 120
             while (batch := (await client.get(f"/v1/batches/{batch_id}")).json())["status"] != "completed":
                 assert batch["status"] in ("in_progress", "finalizing") and time.monotonic() < deadline, batch
@@ -210,7 +211,7 @@ async def test_smg_worker_added_mid_batch_gets_work(tmp_path):
             fleet_state = holder[0].fleet.describe()
         assert_each_line_once(out, lines)
         assert any(e["kind"] == "added" and e["urls"] == [newcomer] for e in fleet_state["events"]), fleet_state
-        assert fleet.stats(newcomer)["requests"] > 0, "the added worker got no work"
+        assert fleet.stats(newcomer)["requests"] > 0, f"the added worker got no work ({at_add}, {fleet_state})"
         print(f"\nworker added: it served {fleet.stats(newcomer)['requests']} of {len(lines)} lines")
     finally:
         fleet.close()
