@@ -76,17 +76,18 @@ class LineRunner:
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)
 
-    async def fail_line(self, row: ds.PendingRow, body: dict, status_code: int) -> None:
-        """The line failed: its response carries the error envelope with the HTTP status it would have had."""
+    async def fail_line(self, row: ds.PendingRow, body: dict | None, status_code: int | None, error=None) -> None:
+        """The line failed: its response carries the error envelope with the HTTP status it would have had, or
+        (no HTTP answer at all, like a timeout) the output line's top-level `error` says why."""
         landed = await self.dbw.run(
             ds.record_result,
             self.dbw.db,
             row.id,
             row.batch_id,
             ok=False,
-            response_json=orjson.dumps(body).decode(),
+            response_json=orjson.dumps(body).decode() if body is not None else None,
             status_code=status_code,
-            error_json=None,
+            error_json=orjson.dumps(error).decode() if error is not None else None,
             request_id=ids.request_id(),
             finished_at=ids.now_precise(),
         )
@@ -115,7 +116,8 @@ class LineRunner:
             self.pending.drop(row.id)
             raise
         except UnsupportedParameter as exc:
-            await self.fail_line(row, error_body(str(exc), exc.param, code="unsupported_parameter"), 400)
+            code = getattr(exc, "code", "unsupported_parameter")
+            await self.fail_line(row, error_body(str(exc), exc.param, code=code), 400)
             self.pending.drop(row.id)
         except Exception as exc:  # runtime errors and timeouts: retry with backoff, then a per-line error
             await self._retry_or_fail(entry, attempt, exc)
@@ -160,6 +162,8 @@ class LineRunner:
             self.pending.requeue(entry)
             return
         message = f"The request failed after {attempt} attempt(s): {message}"
-        body = error_body(message, None, code="runtime_error", type_="server_error")
-        await self.fail_line(row, body, 500)
+        if isinstance(exc, TimeoutError):  # the spec's per-line code for a model call that timed out
+            await self.fail_line(row, None, None, error={"code": "request_timeout", "message": message})
+        else:
+            await self.fail_line(row, error_body(message, None, code="runtime_error", type_="server_error"), 500)
         self.pending.drop(row.id)
