@@ -57,6 +57,14 @@ class FleetTokenizer(HTTPTokenizer):
             old.close()
 
 
+def split_dp_rank(url: str) -> tuple[str, int | None]:
+    """`http://h:p@2` (a DP rank as smg --dp-aware lists it) -> ("http://h:p", 2); a plain URL -> (url, None)."""
+    head, sep, tail = url.rpartition("@")
+    if sep and tail.isdigit() and "://" in head:
+        return head, int(tail)
+    return url, None
+
+
 def single_bodies(body: dict) -> list[dict]:
     """A batched /generate body (one item per copy) -> one body per copy, as smg takes them."""
     common = {k: v for k, v in body.items() if k not in COPY_KEYS}
@@ -87,22 +95,34 @@ class GatewayRuntime(SGLangHTTPRuntime):
             healthy = bool(w.get("is_healthy")) and w.get("status", "ready") == "ready"
             if healthy and url not in self._capacity:
                 try:
-                    server = await self._get_json(url + "/server_info", url + "/get_server_info")
-                    self._capacity[url] = sglang_info.kv_capacity(server) or self.perf.kv_capacity_tokens
+                    self._capacity[url] = await self._worker_capacity(url)
                 except (httpx.HTTPError, RuntimeError_, ValueError):
                     healthy = False  # listed but not answering yet: not a lane until it does
             out.append(WorkerState(url, healthy, int(w.get("load") or 0), self._capacity.get(url, 0)))
         self.fleet = out
         if isinstance(self.tokenizer, FleetTokenizer):
-            self.tokenizer.use([w.url for w in out if w.healthy])
+            self.tokenizer.use([split_dp_rank(w.url)[0] for w in out if w.healthy])
         return out
+
+    async def _worker_capacity(self, url: str) -> int:
+        """KV tokens of one worker. Under `smg --dp-aware` each DP rank of a server is its own worker, listed as
+        `url@rank` (smg injects the rank into each request it forwards): that rank's own capacity."""
+        base, rank = split_dp_rank(url)
+        server = await self._get_json(base + "/server_info", base + "/get_server_info")
+        if rank is not None:
+            states = server.get("internal_states") or []
+            per_rank = [(s.get("memory_usage") or {}).get("token_capacity") for s in states if isinstance(s, dict)]
+            if rank < len(per_rank) and isinstance(per_rank[rank], int):
+                return per_rank[rank]
+            return int(server.get("max_total_num_tokens") or self.perf.kv_capacity_tokens)
+        return sglang_info.kv_capacity(server) or self.perf.kv_capacity_tokens
 
     async def _read_info(self) -> None:
         """Model, context and KV size from a healthy worker (the connector retries while there is none)."""
         healthy = [w for w in await self.workers() if w.healthy]
         if not healthy:
             raise RuntimeError_(f"the gateway at {self.base_url} has no healthy worker yet")
-        url = healthy[0].url
+        url, _ = split_dp_rank(healthy[0].url)
         if not isinstance(self.tokenizer, FleetTokenizer):
             self.tokenizer.close()
             self.tokenizer = FleetTokenizer(url, *self._tokenize_timeout)
