@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-RuntimeKind = Literal["local", "simulated", "sglang-http", "sglang-engine", "none"]
+RuntimeKind = Literal["local", "simulated", "sglang-http", "sglang-gateway", "sglang-engine", "none"]
 
 
 class WebhookEndpointSetting(BaseModel):
@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     runtime: RuntimeKind = "local"
     model_path: str | None = None  # local: HF dir or GGUF; sglang-engine: model path
     model_name: str | None = None  # served model name override
-    sglang_url: str = "http://127.0.0.1:30000"
+    sglang_url: str = "http://127.0.0.1:30000"  # sglang-gateway: the smg gateway's URL (docs/SCALE-OUT.md)
     sglang_info_timeout_s: float = 5.0  # each SGLang info/health/abort call; start-up never waits longer per try
     sglang_tokenize_timeout_s: float = 30.0  # each /v1/tokenize call (two tries, then a retryable error)
     tokenizer_path: str | None = None  # sglang: the model's HF tokenizer dir (exact logprob bytes; Engine too)

@@ -13,7 +13,7 @@ from blendserve.store.models import Batch, BatchRequest, Lease
 from blendserve.store.statuses import BatchStatus, RequestStatus
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PendingRow:
     id: int
     batch_id: str

@@ -135,7 +135,8 @@ class LineRunner:
         if isinstance(entry.params, EmbedParams):
             embedded = await self._within(self.runtime.embed(entry.params), self.config.request_timeout_s, rid)
             return Outcome(embedding_body(name, entry.params, embedded), embedded.prompt_tokens, 0, 0)
-        request = GenerateRequest(rid, tuple(entry.tokens), entry.params)
+        lane = None if entry.lane is None else str(entry.lane)
+        request = GenerateRequest(rid, tuple(entry.tokens), entry.params, route=lane)
         result = await self._within(self.runtime.generate(request), self.runtime.deadline_s(request), rid)
         body = response_body(entry.row.endpoint, name, result)
         return Outcome(body, result.prompt_tokens, result.cached_tokens, result.completion_tokens)

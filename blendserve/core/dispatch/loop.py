@@ -25,10 +25,12 @@ from blendserve.core.dispatch.health import RuntimeHealth, health_check_of
 from blendserve.core.dispatch.housekeeping import Housekeeper
 from blendserve.core.dispatch.line_runner import LineRunner
 from blendserve.core.dispatch.loader import Loader
-from blendserve.core.dispatch.pending import PendingSet
+from blendserve.core.dispatch.pending import Entry, PendingSet
 from blendserve.core.dispatch.stats import DispatchStats
 from blendserve.core.dispatch.throughput import ThroughputMeter
+from blendserve.core.dispatch.workers import Fleet
 from blendserve.core.runtime.base import Runtime
+from blendserve.core.sched.scanner import Side
 from blendserve.store import dispatch_queries as ds
 from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database
@@ -63,6 +65,8 @@ class Dispatcher:
             self.dbw, runtime, config, self.pending, self.stats, lambda: self.wake(False), self.health
         )
         self.loader = Loader(self.dbw, runtime, self.pending, self.runner)
+        # many workers behind a gateway: one lane per worker, each with its own window (workers.py)
+        self.fleet = Fleet(runtime, self.pending, self._window()) if hasattr(runtime, "workers") else None
         self.housekeeper = Housekeeper(self.dbw, blobs, self.pending, self.runner, self.stats)
         self.holding = False
         self._lease_renewed = 0.0
@@ -90,6 +94,7 @@ class Dispatcher:
             "in_flight": len(self.runner),
             "model": self.runtime.info.name,
             "runtime": self.health.describe(),
+            **({"fleet": self.fleet.describe()} if self.fleet is not None else {}),
         }
 
     def runtime_health(self) -> dict[str, object]:
@@ -171,6 +176,11 @@ class Dispatcher:
         return min(cap, self.config.max_inflight) if self.config.max_inflight else cap
 
     async def _dispatch_wave(self) -> None:
+        if self.fleet is not None:
+            await self.fleet.refresh()
+            if self.health.dispatch_room(1) > 0:  # nothing goes out while the runtime is down
+                await self._start_wave(self.fleet.next_wave(), time.monotonic())
+            return
         cap = self._window()
         room = self.health.dispatch_room(cap - len(self.runner))  # 0 while the runtime is down
         if room <= 0 or not len(self.pending):
@@ -178,7 +188,10 @@ class Dispatcher:
         if not self.health.is_trial and len(self.runner) and room < max(1, cap // WAVE_FRACTION):
             return
         started = time.monotonic()
-        wave = self.pending.next_wave(room, float(self.runtime.info.kv_capacity_tokens))
+        await self._start_wave(self.pending.next_wave(room, float(self.runtime.info.kv_capacity_tokens)), started)
+
+    async def _start_wave(self, wave: list[tuple[Entry, Side]], started: float) -> None:
+        """Mark the wave in flight (one transaction) and start its lines; `started`: when picking it began."""
         if not wave:
             return
         self.health.dispatched(len(wave))

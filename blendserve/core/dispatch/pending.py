@@ -6,33 +6,44 @@ back when a line finishes."""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
+from array import array
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+from blendserve.core.dispatch.affinity import LaneScanners
+from blendserve.core.dispatch.compact_tree import CompactTree
 from blendserve.core.runtime.base import EmbedParams, SamplingParams
 from blendserve.core.sched.perf_model import PerfModel
-from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
+from blendserve.core.sched.prefix_tree import TreeRequest
 from blendserve.core.sched.scanner import LEFT, RIGHT, DualScanner, Side, sample_requests
 from blendserve.store.dispatch_queries import PendingRow
 
 REBUILD_MIN_OBSERVATIONS = 16
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
-    """One line known to the dispatcher: its row, its prompt tokens, its runtime parameters, its tree node."""
+    """One line known to the dispatcher: its row (body dropped once prepared), its runtime parameters, its tree
+    request (which holds the prompt tokens, once, as an int32 array) and, with many workers, its lane."""
 
     row: PendingRow
-    tokens: list[int]
     params: SamplingParams | EmbedParams
     treq: TreeRequest
     side: Side = LEFT
     free_requeues: int = 0  # failures while the runtime was down, which cost no attempt
+    lane: Hashable | None = None
+
+    @property
+    def tokens(self) -> array:
+        return self.treq.tokens  # type: ignore[return-value]
 
 
 class PendingSet:
     def __init__(self, perf: PerfModel) -> None:
-        self.tree = PrefixTree(perf)
+        self.tree = CompactTree(perf)  # each prompt token held once, in the tree (compact_tree.py)
         self.scanner = DualScanner(self.tree)
         self.entries: dict[int, Entry] = {}  # pending and in flight, by row id
         self.by_batch: dict[str, set[int]] = {}
@@ -40,6 +51,8 @@ class PendingSet:
         self._needs_sample = False  # new lines arrived: run a small sample of each new group first
         self._observed = 0
         self._next_rebuild = REBUILD_MIN_OBSERVATIONS
+        self.lanes: LaneScanners | None = None  # many workers: one scanner per lane (affinity.py)
+        self._params: dict[SamplingParams | EmbedParams, SamplingParams | EmbedParams] = {}
 
     def __len__(self) -> int:
         """Lines waiting in the tree (not counting those in flight)."""
@@ -48,9 +61,13 @@ class PendingSet:
     def __contains__(self, row_id: int) -> bool:
         return row_id in self.entries
 
-    def add(self, row: PendingRow, tokens: list[int], params: SamplingParams | EmbedParams) -> Entry:
+    def add(self, row: PendingRow, tokens: Sequence[int], params: SamplingParams | EmbedParams) -> Entry:
+        """Memory per pending line: its prompt once (int32 in the tree) and a few small objects; the request body
+        is dropped (a retry or a restart re-reads the row), equal params and repeated strings are shared."""
+        row = dataclasses.replace(row, body="", batch_id=sys.intern(row.batch_id), endpoint=sys.intern(row.endpoint))
+        params = self._params.setdefault(params, params) if len(self._params) < 4096 else params
         treq = TreeRequest(row.id, tokens, params.max_new_tokens * params.n)
-        entry = Entry(row, tokens, params, treq)
+        entry = Entry(row, params, treq)
         treq.payload = entry
         self.entries[row.id] = entry
         self.by_batch.setdefault(row.batch_id, set()).add(row.id)
@@ -72,12 +89,45 @@ class PendingSet:
 
     def started(self, entry: Entry, side: Side) -> None:
         entry.side = side
+        if entry.lane is not None and self.lanes is not None:
+            self.lanes.started(entry.lane, entry.treq, side)
+            return
         self.inflight[side] += entry.treq.footprint
 
     def finished(self, entry: Entry) -> None:
         """A started line ended (result, failure or retry): its footprint leaves the running blend."""
+        if entry.lane is not None and self.lanes is not None:
+            self.lanes.done(entry.lane, entry.treq, entry.side)
+            return
         self.scanner.done(entry.treq)
         self.inflight[entry.side] -= entry.treq.footprint
+
+    # ---- many workers: lanes (one per worker), each with its own scanner over its pinned subtrees ----------
+
+    def set_lanes(self, lanes: list[Hashable]) -> None:
+        if self.lanes is None:
+            self.lanes = LaneScanners(self.tree)
+        self.lanes.set_lanes(lanes)
+
+    def samples_by_lane(self, cap: int) -> list[tuple[Entry, Hashable]]:
+        """§5.4 samples of newly arrived groups, each with the lane its subtree is pinned to."""
+        if not self._needs_sample or self.lanes is None or not self.lanes.lanes:
+            return []
+        self._needs_sample = False
+        self.lanes.replan()
+        picks = sample_requests(self.tree, cap=max(1, cap), unobserved_only=True)
+        return [(treq.payload, self.lanes.lane_for_removed(treq)) for treq in picks]
+
+    def next_lane_wave(self, lane: Hashable, room: int, kv_capacity: float) -> list[tuple[Entry, Side]]:
+        """Up to `room` lines for one lane, from its own dual scanner; they leave the tree like next_wave's."""
+        assert self.lanes is not None
+        picked = self.lanes.next_requests(lane, kv_capacity, room)
+        out = []
+        for treq, side in picked:
+            entry = treq.payload
+            entry.lane = lane
+            out.append((entry, side))
+        return out
 
     def requeue(self, entry: Entry) -> None:
         """Put a line that will be retried back into the tree (unless its batch was forgotten meanwhile)."""
@@ -125,3 +175,5 @@ class PendingSet:
         if self._observed >= self._next_rebuild:
             self._next_rebuild = max(REBUILD_MIN_OBSERVATIONS, int(self._observed * 2))
             self.scanner.invalidate()
+            if self.lanes is not None:
+                self.lanes.invalidate()

@@ -65,6 +65,7 @@ class GenerateRequest:
     rid: str  # unique among requests in flight (row id + attempt); copies of an n>1 request run as rid.0, rid.1..
     input_ids: tuple[int, ...]
     params: SamplingParams
+    route: str | None = None  # many workers: the lane (routing key) the request's subtree is pinned to
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,17 @@ def build_runtime(settings: Settings) -> Runtime:
             tokenize_timeout_s=settings.sglang_tokenize_timeout_s,
             tokenizer_path=settings.tokenizer_path or settings.model_path,
         )
+    if settings.runtime == "sglang-gateway":
+        from blendserve.core.runtime.gateway import GatewayRuntime
+
+        return GatewayRuntime(
+            settings.sglang_url,
+            PerfModel.preset(gpu=settings.gpu),
+            timeout_s=settings.request_timeout_s,
+            model_name=settings.model_name,
+            info_timeout_s=settings.sglang_info_timeout_s,
+            tokenize_timeout_s=settings.sglang_tokenize_timeout_s,
+        )
     if settings.runtime == "sglang-engine":
         from blendserve.core.runtime.sglang_engine import SGLangEngineRuntime
 

@@ -184,9 +184,9 @@ class SGLangHTTPRuntime:
             self.deadlines.observe(tokens, seconds)
         return result
 
-    async def _post_generate(self, body: dict) -> httpx.Response:
+    async def _post_generate(self, body: dict, headers: dict[str, str] | None = None) -> httpx.Response:
         try:
-            resp = await self.client.post("/generate", json=body)
+            resp = await self.client.post("/generate", json=body, headers=headers)
         except httpx.ConnectError as exc:
             self._set(HealthState.DOWN, f"ConnectError: {exc}")
             raise RuntimeUnavailable(f"SGLang unreachable: {exc}") from exc

@@ -1,0 +1,111 @@
+"""Subtree affinity (core/dispatch/affinity.py), the compact pending tree and the gateway runtime's pure helpers."""
+
+from __future__ import annotations
+
+import random
+from array import array
+
+from blendserve.core.dispatch.affinity import LaneScanners, cut_by_lane, plan
+from blendserve.core.dispatch.compact_tree import CompactTree, PromptLength
+from blendserve.core.runtime.gateway import single_bodies, split_dp_rank
+from blendserve.core.sched.perf_model import PerfModel
+from blendserve.core.sched.prefix_tree import TreeRequest
+
+
+def jobs_tree(jobs: int = 6, per_job: int = 30, seed: int = 1) -> tuple[CompactTree, dict[int, list[int]]]:
+    """Each job: a 200-token system prompt of its own + a unique 20-token question."""
+    rng = random.Random(seed)
+    tree = CompactTree(PerfModel.preset())
+    prompts: dict[int, list[int]] = {}
+    heads = [[1000 * (j + 1) + rng.randrange(900) for _ in range(200)] for j in range(jobs)]
+    key = 0
+    for _ in range(per_job):
+        for j in range(jobs):
+            prompts[key] = [1, 2, 3] + heads[j] + [rng.randrange(50_000) for _ in range(20)]
+            tree.insert(TreeRequest(key, prompts[key], 64))
+            key += 1
+    return tree, prompts
+
+
+def job_of(key: int, jobs: int = 6) -> int:
+    return key % jobs
+
+
+def lanes_by_job(tree, part, lanes) -> dict[int, set]:
+    out: dict[int, set] = {}
+    for lane, order in cut_by_lane(tree, part, lanes).items():
+        for req in order:
+            out.setdefault(job_of(req.key), set()).add(lane)
+    return out
+
+
+def test_each_job_subtree_is_pinned_to_one_lane_and_lanes_are_balanced():
+    tree, _ = jobs_tree()
+    lanes = ["a", "b", "c"]
+    part = plan(tree, lanes, {})
+    per_job = lanes_by_job(tree, part, lanes)
+    assert all(len(ls) == 1 for ls in per_job.values()), per_job  # a job's prefix is cached on one worker
+    orders = cut_by_lane(tree, part, lanes)
+    assert sorted(r.key for o in orders.values() for r in o) == sorted(range(len(tree)))  # each request once
+    assert {len(o) for o in orders.values()} == {60}  # 6 equal jobs over 3 lanes: 2 jobs each
+
+
+def test_replanning_is_sticky_and_a_new_lane_takes_its_share():
+    tree, _ = jobs_tree()
+    first = plan(tree, ["a", "b"], {})
+    before = lanes_by_job(tree, first, ["a", "b"])
+    again = plan(tree, ["a", "b"], first.pins)
+    assert lanes_by_job(tree, again, ["a", "b"]) == before  # nothing moves without a reason
+    grown = plan(tree, ["a", "b", "c"], first.pins)
+    after = lanes_by_job(tree, grown, ["a", "b", "c"])
+    moved = [j for j in before if after[j] != before[j]]
+    assert {next(iter(after[j])) for j in moved} == {"c"} and len(moved) == 2  # only to the newcomer, its share
+
+
+def test_a_lost_lane_is_re_pinned_and_every_request_still_has_one_lane():
+    tree, _ = jobs_tree()
+    first = plan(tree, ["a", "b", "c"], {})
+    shrunk = plan(tree, ["a", "b"], first.pins)
+    per_job = lanes_by_job(tree, shrunk, ["a", "b"])
+    assert all(len(ls) == 1 and ls <= {"a", "b"} for ls in per_job.values())
+    kept = {j for j, ls in lanes_by_job(tree, first, ["a", "b", "c"]).items() if ls <= {"a", "b"}}
+    assert all(per_job[j] == lanes_by_job(tree, first, ["a", "b", "c"])[j] for j in kept)
+
+
+def test_lane_scanners_hand_out_each_request_once_per_lane():
+    tree, _ = jobs_tree()
+    scanners = LaneScanners(tree)
+    scanners.set_lanes(["a", "b", "c"])
+    seen: dict[int, str] = {}
+    while len(tree):
+        for lane in ["a", "b", "c"]:
+            for req, side in scanners.next_requests(lane, 1e9, 16):
+                assert req.key not in seen
+                seen[req.key] = lane
+                scanners.started(lane, req, side)
+                scanners.done(lane, req, side)
+    assert len(seen) == 180
+    assert all(len({seen[k] for k in seen if job_of(k) == j}) == 1 for j in range(6))
+
+
+def test_compact_tree_keeps_no_prompt_array_while_waiting_and_gives_it_back():
+    tree, prompts = jobs_tree(jobs=2, per_job=5)
+    reqs = list(tree.iter_subtree(tree.root))
+    assert all(isinstance(r.tokens, PromptLength) for r in reqs)
+    assert tree.prompt_tokens == sum(len(p) for p in prompts.values())
+    for req in reqs:
+        tree.remove(req)
+        assert req.tokens == array("i", prompts[req.key])  # the root-to-node path is the prompt
+    tree.check_integrity()
+    assert len(tree) == 0
+
+
+def test_gateway_helpers():
+    assert split_dp_rank("http://10.0.0.1:30001@3") == ("http://10.0.0.1:30001", 3)
+    assert split_dp_rank("http://10.0.0.1:30001") == ("http://10.0.0.1:30001", None)
+    body = {"input_ids": [[1, 2], [1, 2]], "sampling_params": [{"a": 1}, {"a": 2}], "rid": ["r.0", "r.1"],
+            "stream": False, "return_logprob": True}  # fmt: skip
+    assert single_bodies(body) == [
+        {"input_ids": [1, 2], "sampling_params": {"a": 1}, "rid": "r.0", "stream": False, "return_logprob": True},
+        {"input_ids": [1, 2], "sampling_params": {"a": 2}, "rid": "r.1", "stream": False, "return_logprob": True},
+    ]
