@@ -213,15 +213,15 @@ def test_kv_capacity_sums_dp_ranks():
 def test_logprob_bytes_come_from_token_ids(standin):
     """Per-token decoding turns split UTF-8 into U+FFFD (tokenizer_manager.py:3113); bytes must be exact."""
 
-    async def main(tokenizer_path):
-        rt = _rt(standin.url, tokenizer_path=tokenizer_path)
+    async def main():
+        rt = _rt(standin.url)
         await rt.start()
         await _ready(rt)
         result = await rt.generate(_req("lp-1", (1, 2, 3), max_new_tokens=64, logprobs=True, top_logprobs=2))
         await rt.close()
         return result.choices[0]
 
-    choice = asyncio.run(main(None))  # the tokenizer dir comes from /model_info's model_path
+    choice = asyncio.run(main())  # the tokenizer dir comes from /model_info's model_path
     joined = b"".join(bytes(e["bytes"]) for e in choice.logprobs)
     assert joined.decode() == choice.text and "日本語" in choice.text
     assert len(choice.logprobs[0]["top_logprobs"]) == 2
