@@ -311,17 +311,20 @@ def test_health_reports_down_when_sglang_says_so(standin):
 @pytest.mark.anyio
 async def test_batch_completes_through_sglang_http(standin, db_url, tmp_path):
     from blendserve.api.app import create_app
+    from blendserve.core.dispatch.config import DispatchConfig
     from blendserve.core.dispatch.loop import Dispatcher
     from tests.api.test_dispatch import _lines, _wait
-    from tests.conftest import make_settings, running_client
     from tests.helpers import chat_line, upload_batch
+    from tests.support import make_settings, running_client
 
     settings = make_settings(db_url, tmp_path / "d", dispatcher=True, runtime="sglang-http", sglang_url=standin.url)
     runtime = _rt(standin.url)
-    app = create_app(settings, lambda ctx: Dispatcher(ctx.db, ctx.blobs, settings, runtime))
+    config = DispatchConfig.from_settings(settings)
+    app = create_app(settings, lambda db, blobs: Dispatcher(db, blobs, config, runtime))
     async with running_client(app) as c:
         await _ready(runtime)
-        objs = [chat_line(i, prompt="Shared instructions. " * 10 + str(i)) for i in range(12)]
+        model = runtime.info.name  # the served model, named by SGLang once it answered
+        objs = [chat_line(i, model=model, prompt="Shared instructions. " * 10 + str(i)) for i in range(12)]
         done = await _wait(c, (await upload_batch(c, objs)).json()["id"])
         assert done["status"] == "completed" and done["request_counts"]["completed"] == 12
         out = await _lines(c, done["output_file_id"])
