@@ -145,7 +145,7 @@ def test_abort_aborts_every_copy():
             task = asyncio.create_task(rt.generate(_req("row7-1", (1, 2, 3), n=2, max_new_tokens=64)))
             while httpx.get(s.url + "/_stats").json()["in_flight"] < 2:
                 await asyncio.sleep(0.02)
-            await rt.abort(["row7-1", "unknown-1"])  # unknown rids are a no-op
+            await rt.abort(["row7-1", "unknown-1"])  # unknown rids are harmless
             with pytest.raises(Aborted):
                 await task
             await rt.abort(["row7-1"])  # finished: a no-op too
@@ -154,7 +154,31 @@ def test_abort_aborts_every_copy():
         began = time.monotonic()
         asyncio.run(main())
         assert time.monotonic() - began < 5  # not the ~3 s x 2 of running to the end
-        assert [a["rid"] for a in s.app.state.aborts] == ["row7-1.0", "row7-1.1"]
+        assert [a["rid"] for a in s.app.state.aborts][:2] == ["row7-1.0", "row7-1.1"]
+
+
+def test_abort_after_the_task_was_cancelled_still_names_every_copy():
+    """The dispatcher cancels the waiting task first, then calls abort(): the copies are remembered."""
+    with StandinServer(free_port(), decode_s=0.5) as s:
+
+        async def main():
+            rt = _rt(s.url)
+            await rt.start()
+            await _ready(rt)
+            task = asyncio.create_task(rt.generate(_req("row8-2", (1, 2, 3), n=3, max_new_tokens=64)))
+            while httpx.get(s.url + "/_stats").json()["in_flight"] < 3:
+                await asyncio.sleep(0.02)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await rt.abort(["row8-2"])
+            while httpx.get(s.url + "/_stats").json()["in_flight"]:  # SGLang stopped generating them
+                await asyncio.sleep(0.02)
+            await rt.close()
+
+        began = time.monotonic()
+        asyncio.run(main())
+        assert time.monotonic() - began < 5
+        assert [a["rid"] for a in s.app.state.aborts] == ["row8-2.0", "row8-2.1", "row8-2.2"]
 
 
 def test_seeds_differ_per_copy_and_bad_values_fail_the_line(standin):

@@ -30,6 +30,7 @@ from blendserve.core.runtime.base import (
     UnsupportedParameter,
 )
 from blendserve.core.runtime.deadline import DeadlineEstimator
+from blendserve.core.runtime.rid_book import RidBook
 from blendserve.core.runtime.sglang_result import parse_items
 from blendserve.core.runtime.sglang_tokenize import HTTPTokenizer, _message
 from blendserve.core.runtime.token_text import TokenText
@@ -73,8 +74,7 @@ class SGLangHTTPRuntime:
         self._state, self._detail = HealthState.STARTING, "connecting"
         self._checked = 0.0
         self._connector: asyncio.Task | None = None
-        self._inflight: dict[str, list[str]] = {}  # request rid -> the copy rids sent
-        self._aborted: set[str] = set()
+        self.rids = RidBook()
 
     # ---- connection -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -150,12 +150,10 @@ class SGLangHTTPRuntime:
         return self.deadlines.deadline_s(request.params.max_new_tokens)
 
     async def abort(self, rids: Sequence[str]) -> None:
+        if self._state == HealthState.STARTING:
+            return  # nothing was sent yet
         for rid in rids:
-            copies = self._inflight.get(rid)
-            if copies is None:
-                continue  # unknown or finished: nothing runs under it
-            self._aborted.add(rid)
-            for copy in copies:
+            for copy in self.rids.to_abort(rid):
                 try:
                     await self.client.post(
                         "/abort_request", json={"rid": copy, "abort_all": False}, timeout=self.info_timeout
@@ -173,13 +171,17 @@ class SGLangHTTPRuntime:
             raise RuntimeUnavailable(f"SGLang at {self.base_url} is not ready: {self._detail}")
         sglang_params.check(request, self.info)
         body = sglang_params.generate_body(request, with_logprob_text=self.token_text is None)
-        self._inflight[request.rid] = body["rid"]
+        self.rids.sent(request.rid, body["rid"])
+        cancelled = True
         try:
             resp = await self._post_generate(body)
-            result, timings = parse_items(request, _json(resp), request.rid in self._aborted, self.token_text)
+            result, timings = parse_items(request, _json(resp), self.rids.was_aborted(request.rid), self.token_text)
+            cancelled = False
+        except Exception:
+            cancelled = False
+            raise
         finally:
-            self._inflight.pop(request.rid, None)
-            self._aborted.discard(request.rid)
+            self.rids.finished(request.rid, cancelled)
         for tokens, seconds in timings:
             self.deadlines.observe(tokens, seconds)
         return result
