@@ -245,7 +245,7 @@ def test_logprob_bytes_come_from_token_ids(standin):
         await rt.close()
         return result.choices[0]
 
-    choice = asyncio.run(main())  # the tokenizer dir comes from /model_info's model_path
+    choice = asyncio.run(main())  # the tokenizer dir comes from /model_info (tokenizer_path)
     joined = b"".join(bytes(e["bytes"]) for e in choice.logprobs)
     assert joined.decode() == choice.text and "日本語" in choice.text
     assert len(choice.logprobs[0]["top_logprobs"]) == 2

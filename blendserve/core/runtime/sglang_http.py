@@ -115,7 +115,9 @@ class SGLangHTTPRuntime:
         context = next((m.get("max_model_len") for m in models.get("data", []) if m.get("max_model_len")), None)
         sglang_info.apply_server_info(self.info, server, context, sglang_info.model_name(model, self.model_name))
         if self.token_text is None:
-            self.token_text = await asyncio.to_thread(_load_token_text, self.tokenizer_path, model.get("model_path"))
+            self.token_text = await asyncio.to_thread(
+                _load_token_text, self.tokenizer_path, model.get("tokenizer_path"), model.get("model_path")
+            )
 
     def _set(self, state: HealthState, detail: str) -> None:
         self._state, self._detail, self._checked = state, detail, time.monotonic()
@@ -130,10 +132,12 @@ class SGLangHTTPRuntime:
             if resp.status_code == 404:  # older servers: /health
                 resp = await self.client.get("/health", timeout=httpx.Timeout(2.0))
             ok = resp.status_code == 200
+            if ok and self._state == HealthState.DOWN:  # back (maybe restarted with other limits): re-read them
+                await asyncio.wait_for(self._read_info(), timeout=2.0)
             self._set(
                 HealthState.READY if ok else HealthState.DOWN, "" if ok else f"/ready answered {resp.status_code}"
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, RuntimeError_, ValueError, TimeoutError) as exc:
             self._set(HealthState.DOWN, f"{type(exc).__name__}: {exc}")
         return Health(self._state, self._detail)
 
