@@ -96,6 +96,11 @@ def test_start_returns_while_sglang_is_down_and_connects_later():
             assert (await rt.generate(_req("a-2", (1, 2)))).completion_tokens > 0
         await asyncio.sleep(1.1)  # past the health cache
         assert (await rt.health()).state == HealthState.DOWN
+        with pytest.raises(RuntimeUnavailable):
+            await rt.generate(_req("a-3", (1, 2)))
+        with StandinServer(port, kv_capacity=888):  # restarted with another KV pool
+            await asyncio.sleep(1.1)
+            assert (await rt.health()).ready and rt.info.kv_capacity_tokens == 888
         await rt.close()
 
     asyncio.run(main())
