@@ -168,7 +168,7 @@ def test_engine_starts_without_blocking_or_reentering_the_loop(fake_sglang):
         return rt, ticks, result
 
     rt, ticks, result = asyncio.run(main())
-    assert ticks > 20  # the loop ran while the Engine was being built
+    assert ticks >= 5  # the loop ran while the Engine was being built (blocked, it would tick once)
     assert FakeEngine.instances[0].built_in_thread and FakeEngine.instances[0].kwargs["schedule_policy"] == "fcfs"
     assert rt.info.kv_capacity_tokens == KV * DP and rt.info.input_limit() == min(CONTEXT - 1, KV - 1) - 5
     assert rt.info.max_context_tokens == CONTEXT and rt.info.name == "fake-served"
