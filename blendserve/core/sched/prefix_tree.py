@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 
 from blendserve.core.sched.estimates import OutputLengths, reestimate
 from blendserve.core.sched.perf_model import PerfModel
+from blendserve.core.sched.radix_match import edge_of as _edge_of
+from blendserve.core.sched.radix_match import match_len as _match_len
 
 
 class TreeRequest:
@@ -88,34 +90,6 @@ class Node:
             total += node.edge_len()
             node = node.parent
         return total
-
-
-def _match_len(edge: array, off: int, width: int, tokens: array, start: int) -> int:
-    """Length of the common prefix of edge[off:off+width] and tokens[start:]. A few tokens one by one first
-    (a diverging suffix usually differs at once), then whole-slice compares (C speed) and bisection."""
-    n = min(width, len(tokens) - start)
-    i = 0
-    while i < n and i < 8:
-        if edge[off + i] != tokens[start + i]:
-            return i
-        i += 1
-    if i == n or edge[off + i : off + n] == tokens[start + i : start + n]:
-        return n
-    lo, hi = i, n - 1  # edge and tokens agree on [0, lo) and differ somewhere in [lo, n)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if edge[off + lo : off + mid] == tokens[start + lo : start + mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _edge_of(node: Node) -> tuple[array, int, int]:
-    """(array, offset, length) of a node's edge, without copying a lazy leaf's tail."""
-    if node.key is not None:
-        return node.key, 0, len(node.key)
-    return node.src, node.off, len(node.src) - node.off  # type: ignore[return-value,arg-type]
 
 
 class PrefixTree:
