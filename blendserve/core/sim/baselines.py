@@ -7,6 +7,10 @@
   shuffled           a random order of what has arrived
   blendserve         the admission policy (core/sched/policy.py) with learned output lengths
   blendserve-oracle  the same policy told the true output lengths (what the estimator costs)
+  blendserve-rate    the same policy with the `rate` blend (running per-step rates of what is in flight)
+  blendserve-v1      the first build's scheduler, for reference: `rate` blend, subtree-only estimates, a 1%
+                     stratified sample of every shared-prefix group run up front
+(blendserve-rate and blendserve-v1 are for comparison: `--policies` names them.)
 Requests that arrive later are ordered the same way among themselves and queue behind what is waiting
 (dfs re-sorts the whole waiting queue; blendserve inserts them into its tree).
 """
@@ -19,12 +23,12 @@ from collections import deque
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.policy import AdmissionPolicy
 from blendserve.core.sched.prefix_tree import TreeRequest
-from blendserve.core.sched.scanner import Side
+from blendserve.core.sched.scanner import LEFT, Side, sample_requests
 from blendserve.core.sim.engine import Engine
 from blendserve.core.sim.request import ListPolicy, SimRequest
 from blendserve.core.sim.workloads import TokenPool
 
-POLICIES = ("fcfs", "dfs", "shuffled", "blendserve", "blendserve-oracle")
+POLICIES = ("fcfs", "dfs", "shuffled", "blendserve", "blendserve-oracle", "blendserve-rate", "blendserve-v1")
 SIMPLE = ("fcfs", "dfs", "shuffled")
 
 
@@ -82,6 +86,28 @@ class BlendServe:
         self.policy.done(req.rid)
 
 
+class BlendServeV1(BlendServe):
+    """The first build's policy (see the module docstring): what the estimator and blend replaced."""
+
+    def __init__(self, perf: PerfModel, pool: TokenPool, kv_budget: float, refill: int = 64) -> None:
+        super().__init__(perf, pool, kv_budget, refill=refill, blend="rate", probe=0)
+        self.sampled = False
+
+    def add(self, req: SimRequest) -> None:
+        self.policy.add(req.rid, self.pool.tokens(req), req.max_tokens, payload=req)  # no job: subtree learning only
+
+    def peek(self, engine: Engine) -> SimRequest | None:
+        if not self.sampled:  # the stratified sample runs first, ahead of the scanner
+            self.sampled = True
+            policy = self.policy
+            for req in sample_requests(policy.tree, 0.01):
+                policy._forget_pending(req)
+                policy.inflight[req.key] = (req, LEFT)
+                policy.inflight_kv[LEFT] += req.footprint
+                self.queue.append((req, LEFT))
+        return super().peek(engine)
+
+
 def make_policy(name: str, perf: PerfModel, pool: TokenPool, kv_budget: float, seed: int, **kwargs):
     if name == "fcfs":
         return ListPolicy()
@@ -91,4 +117,8 @@ def make_policy(name: str, perf: PerfModel, pool: TokenPool, kv_budget: float, s
         return ClientSortedDfs()
     if name in ("blendserve", "blendserve-oracle"):
         return BlendServe(perf, pool, kv_budget, oracle=name == "blendserve-oracle", **kwargs)
+    if name == "blendserve-rate":
+        return BlendServe(perf, pool, kv_budget, blend="rate", **kwargs)
+    if name == "blendserve-v1":
+        return BlendServeV1(perf, pool, kv_budget)
     raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")

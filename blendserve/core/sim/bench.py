@@ -101,8 +101,15 @@ def table(rows: list[dict]) -> list[str]:
     for (trace, mode, policy), group in groups.items():
         cells = [_mean_std([g[m] for g in group if g[m] is not None]) for m in METRICS]
         lines.append(f"{trace:<16}{mode:<14}{policy:<19}" + "".join(f"{c:>17}" for c in cells))
-    for policy in ("blendserve", "blendserve-oracle"):
-        for mode in dict.fromkeys(r["mode"] for r in rows):
+    lines += _summary(rows)
+    return lines
+
+
+def _summary(rows: list[dict]) -> list[str]:
+    lines = []
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    for policy in ("blendserve", "blendserve-oracle", "blendserve-rate", "blendserve-v1"):
+        for mode in modes:
             sel = [r for r in rows if r["policy"] == policy and r["mode"] == mode]
             if not sel:
                 continue
@@ -113,6 +120,15 @@ def table(rows: list[dict]) -> list[str]:
                 + ", ".join(f"{m} {v:.3f}" for m, v in means.items())
                 + f"; worst vs_best_simple {worst:.3f}"
             )
+    for mode in modes:  # the share of the v1 -> oracle gap that the new estimator and blend close
+        by_policy = {
+            p: [r["throughput"] for r in rows if r["mode"] == mode and r["policy"] == p]
+            for p in ("blendserve", "blendserve-oracle", "blendserve-v1")
+        }
+        if all(by_policy.values()):
+            bs, oracle, v1 = (statistics.fmean(v) for v in by_policy.values())
+            closed = (bs - v1) / (oracle - v1) if oracle != v1 else float("nan")
+            lines.append(f"# {mode}: blendserve closes {closed:.2f} of the blendserve-v1 -> oracle throughput gap")
     return lines
 
 
