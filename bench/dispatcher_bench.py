@@ -19,6 +19,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from blendserve.api.app import create_app  # noqa: E402
 from blendserve.config import Settings  # noqa: E402
+from blendserve.core.dispatch.config import DispatchConfig  # noqa: E402
 from blendserve.core.dispatch.loop import Dispatcher  # noqa: E402
 from blendserve.core.runtime.simulated import SimulatedRuntime  # noqa: E402
 
@@ -54,8 +55,8 @@ async def main() -> None:
         runtime = SimulatedRuntime()
         holder: dict = {}
 
-        def factory(ctx):
-            holder["d"] = Dispatcher(ctx.db, ctx.blobs, settings, runtime)
+        def factory(db, blobs):
+            holder["d"] = Dispatcher(db, blobs, DispatchConfig.from_settings(settings), runtime)
             return holder["d"]
 
         app = create_app(settings, factory)

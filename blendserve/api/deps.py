@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from blendserve.config import Settings
+from blendserve.core.dispatch.loop import Dispatcher
 from blendserve.core.errors import Unauthorized
 from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database
@@ -22,8 +23,17 @@ class AppContext:
     settings: Settings
     db: Database
     blobs: BlobStore
-    dispatcher: object | None = None  # core.dispatcher.Dispatcher when running
-    model_ids: tuple[str, ...] = ()
+    dispatcher: Dispatcher | None = None  # None: an API-only server
+
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        """The model names this server answers to now (the runtime's and its aliases); empty: not known yet,
+        any name is accepted. Read on every call: a remote runtime names its model only once it is up."""
+        if self.dispatcher is not None:
+            served = self.dispatcher.model_ids
+        else:
+            served = [self.settings.model_name] if self.settings.model_name else []
+        return tuple(name for model in served for name in self.settings.served_names(model))
 
 
 def owner_for_key(key: str) -> str:

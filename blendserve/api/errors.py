@@ -16,6 +16,7 @@ log = logging.getLogger("blendserve.api")
 
 _TYPE_BY_STATUS = {
     401: "invalid_request_error",
+    409: "invalid_request_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
     413: "invalid_request_error",
@@ -65,14 +66,19 @@ def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     )
 
 
-def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    # Log the trace for operators; the client gets the envelope, never a stack trace.
-    log.exception("unhandled error", exc_info=exc)
-    return envelope(500, "The server had an error while processing your request.", "server_error")
+# Any other exception: api/middleware.py logs it and sends this body with a 500 (never a stack trace). It is
+# not an exception handler here because Starlette re-raises after those, dropping the client's connection.
+SERVER_ERROR_BODY = {
+    "error": {
+        "message": "The server had an error while processing your request.",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
+}
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(BlendServeError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(Exception, _unexpected)

@@ -7,47 +7,56 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from blendserve.api.deps import Ctx, Owner
-from blendserve.api.schemas import BatchList, BatchObject, CreateBatchBody, ErrorEnvelope, batch_object
+from blendserve.api.schemas import BatchList, BatchObject, CreateBatchBody, ErrorEnvelope, batch_object, list_page
 from blendserve.core import batches
-from blendserve.store import repositories as repo
 
 router = APIRouter(
     prefix="/v1/batches",
     tags=["batches"],
-    responses={400: {"model": ErrorEnvelope}, 401: {"model": ErrorEnvelope}, 404: {"model": ErrorEnvelope}},
+    responses={
+        400: {"model": ErrorEnvelope},
+        401: {"model": ErrorEnvelope},
+        404: {"model": ErrorEnvelope},
+        409: {"model": ErrorEnvelope},
+    },
 )
 
 
 def _limits(ctx: Ctx) -> batches.IntakeLimits:
-    return batches.IntakeLimits(ctx.settings.max_file_lines, ctx.settings.max_batch_errors)
+    return batches.IntakeLimits(ctx.settings.max_file_lines, ctx.settings.max_batch_errors, frozenset(ctx.model_ids))
 
 
-@router.post("", response_model=BatchObject, response_model_exclude_none=True)
+@router.post("", response_model=BatchObject)
 def create_batch(ctx: Ctx, owner: Owner, body: CreateBatchBody):
+    expiry = body.output_expires_after.model_dump() if body.output_expires_after is not None else None
     row = batches.create_batch(
-        ctx.db, ctx.blobs, _limits(ctx), owner, body.input_file_id, body.endpoint, body.completion_window, body.metadata
+        ctx.db,
+        ctx.blobs,
+        _limits(ctx),
+        owner,
+        body.input_file_id,
+        body.endpoint,
+        body.completion_window,
+        body.metadata,
+        expiry,
     )
     if ctx.dispatcher is not None:
         ctx.dispatcher.wake()
     return batch_object(row)
 
 
-@router.get("", response_model=BatchList, response_model_exclude_none=True)
+@router.get("", response_model=BatchList)
 def list_batches(ctx: Ctx, owner: Owner, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None):
-    with ctx.db.transaction() as s:
-        rows, has_more = repo.list_batches(s, owner, limit, after)
-    data = [batch_object(r) for r in rows]
-    return BatchList(
-        data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=has_more
-    )
+    rows, has_more = batches.list_batches(ctx.db, owner, limit, after)
+    return list_page(BatchList, [batch_object(r) for r in rows], has_more)
 
 
-@router.get("/{batch_id}", response_model=BatchObject, response_model_exclude_none=True)
+@router.get("/{batch_id}", response_model=BatchObject)
 def retrieve_batch(ctx: Ctx, owner: Owner, batch_id: str):
     return batch_object(batches.get_batch(ctx.db, owner, batch_id))
 
 
-@router.post("/{batch_id}/cancel", response_model=BatchObject, response_model_exclude_none=True)
+@router.post("/{batch_id}/cancel", response_model=BatchObject)
 def cancel_batch(ctx: Ctx, owner: Owner, batch_id: str):
     row = batches.cancel_batch(ctx.db, ctx.blobs, owner, batch_id)
     if ctx.dispatcher is not None:

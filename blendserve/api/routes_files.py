@@ -8,10 +8,9 @@ from fastapi import APIRouter, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from blendserve.api.deps import Ctx, Owner
-from blendserve.api.schemas import ErrorEnvelope, FileDeleted, FileList, FileObject, file_object
-from blendserve.core import files, ids
+from blendserve.api.schemas import ErrorEnvelope, FileDeleted, FileList, FileObject, file_object, list_page
+from blendserve.core import files
 from blendserve.core.errors import InvalidRequest, NotFound
-from blendserve.store import repositories as repo
 
 router = APIRouter(
     prefix="/v1/files",
@@ -20,7 +19,7 @@ router = APIRouter(
 )
 
 
-@router.post("", response_model=FileObject, response_model_exclude_none=True)
+@router.post("", response_model=FileObject)
 def create_file(
     ctx: Ctx,
     owner: Owner,
@@ -38,12 +37,12 @@ def create_file(
                 code="invalid_value",
             )
         ttl = expires_after_seconds
-    limits = files.UploadLimits(ctx.settings.max_file_bytes, ctx.settings.max_file_lines)
+    limits = files.UploadLimits(ctx.settings.max_file_bytes)
     row = files.store_upload(ctx.db, ctx.blobs, limits, owner, file.filename or "upload", purpose, file.file, ttl)
     return file_object(row)
 
 
-@router.get("", response_model=FileList, response_model_exclude_none=True)
+@router.get("", response_model=FileList)
 def list_files(
     ctx: Ctx,
     owner: Owner,
@@ -52,15 +51,11 @@ def list_files(
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
 ):
-    with ctx.db.transaction() as s:
-        rows, has_more = repo.list_files(s, owner, purpose, limit, order, after, now=ids.now())
-    data = [file_object(r) for r in rows]
-    return FileList(
-        data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=has_more
-    )
+    rows, has_more = files.list_files(ctx.db, owner, purpose, limit, order, after)
+    return list_page(FileList, [file_object(r) for r in rows], has_more)
 
 
-@router.get("/{file_id}", response_model=FileObject, response_model_exclude_none=True)
+@router.get("/{file_id}", response_model=FileObject)
 def retrieve_file(ctx: Ctx, owner: Owner, file_id: str):
     return file_object(files.get_file(ctx.db, owner, file_id))
 

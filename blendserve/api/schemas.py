@@ -1,17 +1,20 @@
-"""Wire shapes, as in OpenAI's spec (shared/openai-batch-spec.json). Optional fields that are unset are left
-out rather than sent as null: the spec types them as plain integers/strings, and the SDK reads absent as None."""
+"""Wire shapes, as in OpenAI's spec (shared/openai-batch-spec.json). Optional fields that are unset are sent as
+null, as the hosted API sends them (the spec's own examples show `"errors": null`, `"output_file_id": null`):
+JavaScript clients test `=== null`, and the Python SDK reads null and absent alike."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from blendserve.store.models import Batch, File
 
 
 class FileObject(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     object: Literal["file"] = "file"
     bytes: int
@@ -20,6 +23,7 @@ class FileObject(BaseModel):
     filename: str
     purpose: str
     status: Literal["uploaded", "processed", "error"] = "processed"
+    status_details: str | None = None
 
 
 class FileList(BaseModel):
@@ -97,6 +101,9 @@ class BatchObject(BaseModel):
     metadata: dict[str, str] | None = None
 
 
+ListT = TypeVar("ListT", "FileList", "BatchList")
+
+
 class BatchList(BaseModel):
     object: Literal["list"] = "list"
     data: list[BatchObject]
@@ -105,11 +112,39 @@ class BatchList(BaseModel):
     has_more: bool
 
 
+class OutputExpiresAfter(BaseModel):
+    anchor: str
+    seconds: int
+
+
 class CreateBatchBody(BaseModel):
     input_file_id: str
     endpoint: str
     completion_window: str
     metadata: dict[str, str] | None = Field(default=None)
+    output_expires_after: OutputExpiresAfter | None = None
+
+
+class WebhookDeliveryObject(BaseModel):
+    """One event for one endpoint: `id` is the `webhook-id` header (the same on every retry)."""
+
+    id: str
+    object: Literal["webhook.delivery"] = "webhook.delivery"
+    event_id: str
+    type: str
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: float
+    delivered_at: float | None
+    next_attempt_at: float | None
+
+
+class WebhookDeliveryList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[WebhookDeliveryObject]
 
 
 class ErrorDetail(BaseModel):
@@ -124,27 +159,10 @@ class ErrorEnvelope(BaseModel):
 
 
 def file_object(row: File) -> FileObject:
-    return FileObject(
-        id=row.id,
-        bytes=row.bytes,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        filename=row.filename,
-        purpose=row.purpose,
-        status=row.status,
-    )  # type: ignore[arg-type]
+    return FileObject.model_validate(row)
 
 
-_TIMESTAMPS = (
-    "in_progress_at",
-    "expires_at",
-    "finalizing_at",
-    "completed_at",
-    "failed_at",
-    "expired_at",
-    "cancelling_at",
-    "cancelled_at",
-)
+_COMPOSED = frozenset({"object", "errors", "request_counts", "usage", "metadata"})  # not plain columns
 
 
 def batch_object(row: Batch) -> BatchObject:
@@ -152,17 +170,8 @@ def batch_object(row: Batch) -> BatchObject:
     inp, cached, out = row.input_tokens, row.cached_tokens, row.output_tokens
     errors = BatchErrors(data=[BatchError(**e) for e in orjson.loads(row.errors)]) if row.errors else None
     return BatchObject(
-        id=row.id,
-        endpoint=row.endpoint,
-        model=row.model,
+        **{name: getattr(row, name) for name in BatchObject.model_fields if name not in _COMPOSED},
         errors=errors,
-        input_file_id=row.input_file_id,
-        completion_window=row.completion_window,
-        status=row.status,  # type: ignore[arg-type]
-        output_file_id=row.output_file_id,
-        error_file_id=row.error_file_id,
-        created_at=row.created_at,
-        **{name: getattr(row, name) for name in _TIMESTAMPS},
         request_counts=RequestCounts(total=row.total, completed=row.completed, failed=row.failed),
         usage=BatchUsage(
             input_tokens=inp,
@@ -173,3 +182,9 @@ def batch_object(row: Batch) -> BatchObject:
         ),
         metadata=orjson.loads(row.metadata_json) if row.metadata_json else None,
     )
+
+
+def list_page(cls: type[ListT], data: list, has_more: bool) -> ListT:
+    """An OpenAI list object: the page, its first and last ids, and whether more follow."""
+    first, last = (data[0].id, data[-1].id) if data else (None, None)
+    return cls(data=data, first_id=first, last_id=last, has_more=has_more)

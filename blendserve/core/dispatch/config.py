@@ -1,0 +1,26 @@
+"""The dispatcher's narrow, frozen slice of Settings (read once at the edge, passed down)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from blendserve.config import Settings
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    lease_seconds: float = 15.0
+    request_timeout_s: float = 600.0
+    max_attempts: int = 3
+    retry_backoff_s: float = 0.5
+    max_inflight: int | None = None  # cap on requests in flight on the runtime (None: the runtime's own)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DispatchConfig:
+        return cls(
+            lease_seconds=settings.lease_seconds,
+            request_timeout_s=settings.request_timeout_s,
+            max_attempts=settings.max_attempts,
+            retry_backoff_s=settings.retry_backoff_s,
+            max_inflight=settings.max_inflight,
+        )
