@@ -143,3 +143,20 @@ def test_cumulative_blend_keeps_admitted_density_near_the_workload():
         assert (scanner.cum_comp, scanner.cum_mem) == pytest.approx(before)
         policy.done(req.key)
     assert policy.inflight_kv[LEFT] == pytest.approx(0, abs=1e-6)
+
+
+def test_a_request_on_the_critical_path_starts_first():
+    policy = AdmissionPolicy(PERF, probe=0)
+    for i in range(300):
+        policy.add(i, [1] * 400 + [i, i + 7], max_tokens=2, known_output=2)
+    policy.add("long", [5, 6, 7], max_tokens=20_000, known_output=20_000)  # ~112 s of weight reads alone
+    (first, side), *_ = policy.next_batch(kv_budget=1e6, limit=3)
+    assert first.key == "long" and side == RIGHT
+    policy.check_integrity()
+
+
+def test_short_requests_are_left_to_the_blend():
+    policy = AdmissionPolicy(PERF, probe=0)
+    for i in range(300):
+        policy.add(i, [1] * 400 + [i, i + 7], max_tokens=200, known_output=200)
+    assert policy._critical(10) == []  # no single request outlasts the rest of the work

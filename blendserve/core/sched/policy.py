@@ -9,6 +9,10 @@ moves. A job seen for the first time is probed: its first `probe` lines, all fro
 prefill), run ahead of the order, so its estimate is known long before the cursors reach most of its lines.
 No up-front sample of every shared-prefix group (that prefilled hundreds of prefixes the cursors later had to
 prefill again). A job that arrives later joins the same tree and blend (the order is laid out again).
+Critical path: a pending request whose own decode time (estimated length x one weight read per step, the least a
+step can cost) reaches the pending work's time (max of its compute and memory time) starts now, whatever the
+blend says: the schedule cannot end before it does, and a long generation started late is a tail of near-empty,
+weight-bound steps.
 
 Contract (not thread-safe: the caller serialises calls; nothing here blocks, sleeps or does I/O):
   add(key, tokens, max_tokens, group=None, payload=None, known_output=None) -> TreeRequest
@@ -36,6 +40,8 @@ Contract (not thread-safe: the caller serialises calls; nothing here blocks, sle
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Sequence
 
 from blendserve.core.sched.estimates import reestimate
@@ -59,6 +65,9 @@ class AdmissionPolicy:
         self.laid_out_mean: dict[object, float] = {}  # job -> the estimate the current order was built with
         self.observed = 0
         self.next_relayout = 16
+        self.step_floor = perf.weight_read_time  # seconds: no decode step is faster than reading the weights
+        self.longest: list[tuple[float, int, TreeRequest]] = []  # max-heap by d_est (lazy: stale entries skipped)
+        self._seq = itertools.count()
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -83,6 +92,7 @@ class AdmissionPolicy:
     def _insert(self, req: TreeRequest) -> None:
         self.tree.insert(req)
         self.pending[req.key] = req
+        heapq.heappush(self.longest, (-req.d_est, next(self._seq), req))
         if req.group is not None:
             members = self.jobs.get(req.group)
             if members is None:
@@ -108,7 +118,7 @@ class AdmissionPolicy:
     # ---- admission ------------------------------------------------------------------------------------
 
     def next_batch(self, kv_budget: float, limit: int = 1 << 30) -> list[tuple[TreeRequest, Side]]:
-        picked: list[tuple[TreeRequest, Side]] = []
+        picked: list[tuple[TreeRequest, Side]] = self._critical(limit)
         while self.to_probe and len(picked) < limit:
             picked += self._probe(self.to_probe.pop(0), limit - len(picked))
         if len(picked) < limit:
@@ -120,6 +130,27 @@ class AdmissionPolicy:
             self.inflight[req.key] = (req, side)
             self.inflight_kv[side] += req.footprint
         return picked
+
+    def _critical(self, limit: int) -> list[tuple[TreeRequest, Side]]:
+        """Pending requests on the critical path (module docstring), longest first."""
+        root = self.tree.root
+        remaining = max(self.tree.comp(root), root.mem)
+        taken: list[tuple[TreeRequest, Side]] = []
+        while self.longest and len(taken) < limit:
+            neg_d, _, req = self.longest[0]
+            if req.node is None or self.pending.get(req.key) is not req:
+                heapq.heappop(self.longest)  # admitted or removed since
+                continue
+            if -neg_d != req.d_est:  # re-estimated since it was pushed: file it under its current estimate
+                heapq.heapreplace(self.longest, (-req.d_est, next(self._seq), req))
+                continue
+            if req.d_est * self.step_floor < remaining:
+                break
+            heapq.heappop(self.longest)
+            self.scanner.take_out_of_order(req)
+            self._forget_pending(req)
+            taken.append((req, RIGHT))
+        return taken
 
     def _probe(self, group: object, limit: int) -> list[tuple[TreeRequest, Side]]:
         """A new job's first lines, from one subtree so its prefix is prefilled once for all of them."""
@@ -136,6 +167,7 @@ class AdmissionPolicy:
                     break
         for req, _ in taken:
             self.scanner.take_out_of_order(req)
+            self._forget_pending(req)
         return taken
 
     # ---- results ----------------------------------------------------------------------------------------
