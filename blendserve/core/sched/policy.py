@@ -4,9 +4,10 @@ Every pending request sits in one global PrefixTree. A DualScanner walks the tre
 with the cumulative blend (scanner.py): depth-first on each side, so shared prefixes stay hot in the runtime's
 radix cache, and every prefix of the admission order carries the whole workload's compute/memory density.
 Output lengths are learned (estimates.py): a request's batch job first (its lines are alike), then its subtree,
-then max_tokens; re-estimated online as lines finish, and the order is laid out again when a job's estimate
-moves. A job seen for the first time is probed: its first `probe` lines, all from one subtree (one prefix
-prefill), run ahead of the order, so its estimate is known long before the cursors reach most of its lines.
+then max_tokens; re-estimated online as lines finish (a job's pending lines when its sample count reaches a power
+of two and its mean moved by more than 10%), and the order is laid out again when they were. A job seen for the
+first time is probed: its first `probe` lines, all from one subtree (one prefix prefill), run ahead of the
+order, so its estimate is known long before the cursors reach most of its lines.
 No up-front sample of every shared-prefix group (that prefilled hundreds of prefixes the cursors later had to
 prefill again). A job that arrives later joins the same tree and blend (the order is laid out again).
 Critical path: a pending request whose own decode time (estimated length x one weight read per step, the least a
@@ -180,23 +181,27 @@ class AdmissionPolicy:
         self.scanner.settle(key, output_tokens)
         lengths = self.tree.lengths
         if lengths.observe_job(req.group, output_tokens):
-            reestimate(self.tree, self.jobs.get(req.group, ()))
             self._maybe_relayout(req.group)
-        for node in lengths.observe_subtree(self.tree, req.tokens, output_tokens):
-            self.tree.reestimate(node)
-        self.observed += 1
-        if self.observed >= self.next_relayout:  # subtree estimates moved: amortised, each time they double
-            self.next_relayout = self.observed * 2
-            self.scanner.invalidate()
+        refresh = lengths.observe_subtree(self.tree, req.tokens, output_tokens)
+        if req.group is None:  # subtree estimates serve job-less requests (a job's own estimate comes first)
+            for node in refresh:
+                self.tree.reestimate(node)
+            self.observed += 1  # ... and are laid out again each time they double
+            if self.observed >= self.next_relayout:
+                self.next_relayout = self.observed * 2
+                self.scanner.invalidate()
         return True
 
     def _maybe_relayout(self, group: object) -> None:
+        """Re-estimate a job's pending lines and lay the order out again, only when its mean moved by more than
+        RELAYOUT_CHANGE since the last time: once a job's estimate settles, learning costs nothing more."""
         stats = self.tree.lengths.job_stats(group)
         if stats is None:
             return
         before = self.laid_out_mean.get(group)
         if before is None or abs(stats.mean - before) > RELAYOUT_CHANGE * max(1.0, before):
             self.laid_out_mean[group] = stats.mean
+            reestimate(self.tree, self.jobs.get(group, ()))
             self.scanner.invalidate()
 
     def done(self, key: object) -> TreeRequest | None:
