@@ -54,8 +54,16 @@ RELAYOUT_CHANGE = 0.1  # a job's estimate moving by more than this fraction lays
 
 
 class AdmissionPolicy:
-    def __init__(self, perf: PerfModel, *, blend: str = "cumulative", probe: int = 4, split_budget: float = 0.01):
-        self.tree = PrefixTree(perf)
+    def __init__(
+        self,
+        perf: PerfModel,
+        *,
+        blend: str = "cumulative",
+        probe: int = 4,
+        split_budget: float = 0.01,
+        tree: PrefixTree | None = None,
+    ):
+        self.tree = tree if tree is not None else PrefixTree(perf)  # a caller may bring a subclass (compact tokens)
         self.scanner = DualScanner(self.tree, split_budget=split_budget, blend=blend)
         self.probe = probe
         self.pending: dict[object, TreeRequest] = {}
@@ -170,6 +178,13 @@ class AdmissionPolicy:
             self.scanner.take_out_of_order(req)
             self._forget_pending(req)
         return taken
+
+    def mark_taken(self, req: TreeRequest, side: Side) -> None:
+        """A pending request that another scanner over this tree took out of it (many workers: one scanner per
+        worker) is in flight now, as if next_batch had returned it."""
+        self._forget_pending(req)
+        self.inflight[req.key] = (req, side)
+        self.inflight_kv[side] += req.footprint
 
     # ---- results ----------------------------------------------------------------------------------------
 
