@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import field_validator
+from pydantic import BaseModel, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 RuntimeKind = Literal["local", "simulated", "sglang-http", "sglang-engine", "none"]
+
+
+class WebhookEndpointSetting(BaseModel):
+    """One receiver: batch events are POSTed to `url`, signed with `secret` (`whsec_` + base64)."""
+
+    model_config = {"frozen": True}
+
+    url: str
+    secret: str
+
+    @field_validator("secret")
+    @classmethod
+    def _whsec(cls, value: str) -> str:
+        if not value.startswith("whsec_"):
+            raise ValueError("a webhook secret starts with 'whsec_'")
+        try:
+            key = base64.b64decode(value[len("whsec_") :], validate=True)
+        except binascii.Error as exc:
+            raise ValueError("a webhook secret is 'whsec_' followed by base64") from exc
+        if len(key) < 16:
+            raise ValueError("a webhook secret needs at least 16 bytes of key")
+        return value
 
 
 class Settings(BaseSettings):
@@ -17,6 +41,16 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     database_url: str | None = None  # default: SQLite file inside data_dir
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()  # comma-separated; empty = open server
+    # Other names lines may use for the served model: "gpt-4o-mini=SmolLM2-135M-Instruct,alias2=served".
+    model_aliases: Annotated[dict[str, str], NoDecode] = {}
+    # Webhook endpoints per API key, JSON: {"<api key>": [{"url": ..., "secret": "whsec_..."}]}; on an open
+    # server (no API keys) use the key "*".
+    webhooks: dict[str, tuple[WebhookEndpointSetting, ...]] = {}
+    webhook_first_retry_s: float = 5.0  # retries back off exponentially from here ...
+    webhook_max_retry_delay_s: float = 6 * 3600.0  # ... to at most this between tries ...
+    webhook_retry_window_s: float = 72 * 3600.0  # ... for up to this long after the event
+    webhook_timeout_s: float = 10.0
+    webhook_poll_s: float = 0.2  # how often the sender looks for due deliveries (one indexed query)
 
     max_file_bytes: int = 200 * 1024 * 1024
     max_file_lines: int = 50_000
@@ -52,6 +86,20 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(k.strip() for k in value.split(",") if k.strip())
         return value
+
+    @field_validator("model_aliases", mode="before")
+    @classmethod
+    def _split_aliases(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+            if any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+                raise ValueError("model_aliases is a comma-separated list of alias=served-model pairs")
+            return {a.strip(): m.strip() for a, m in pairs}
+        return value
+
+    def served_names(self, model: str) -> tuple[str, ...]:
+        """The served model's own name and every alias configured for it."""
+        return (model, *sorted(a for a, target in self.model_aliases.items() if target == model))
 
     def resolved_database_url(self) -> str:
         if self.database_url:

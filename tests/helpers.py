@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 
-def chat_line(i: int, model: str = "smollm2", prompt: str | None = None, **body) -> dict:
+def chat_line(i: int, model: str = "simulated", prompt: str | None = None, **body) -> dict:
     return {
         "custom_id": f"req-{i}",
         "method": "POST",

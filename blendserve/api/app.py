@@ -10,9 +10,11 @@ from anyio import CapacityLimiter
 from fastapi import FastAPI
 
 from blendserve import __version__
-from blendserve.api import errors, routes_batches, routes_files, routes_misc
-from blendserve.api.deps import AppContext
+from blendserve.api import errors, routes_batches, routes_files, routes_misc, routes_webhooks
+from blendserve.api.deps import OPEN_OWNER, AppContext, owner_for_key
+from blendserve.api.middleware import RequestIdMiddleware
 from blendserve.config import Settings
+from blendserve.core import webhooks
 from blendserve.core.batches import IntakeLimits, recover_validating
 from blendserve.core.dispatch.loop import Dispatcher
 from blendserve.store.blobs import BlobStore
@@ -35,17 +37,20 @@ def create_app(
         if dispatcher_factory is not None:
             ctx.dispatcher = dispatcher_factory(ctx.db, ctx.blobs)
             await ctx.dispatcher.start()
-            ctx.model_ids = tuple(ctx.dispatcher.model_ids)
+        sender = webhooks.WebhookSender(ctx.db, _retry_policy(settings))
+        await sender.start()
         try:
             yield
         finally:
+            await sender.stop()
             if ctx.dispatcher is not None:
                 await ctx.dispatcher.stop()
             ctx.db.dispose()
 
     app = FastAPI(title="BlendServe Batch API", version=__version__, lifespan=lifespan)
     errors.install(app)
-    for router in (routes_files.router, routes_batches.router, routes_misc.router):
+    app.add_middleware(RequestIdMiddleware)
+    for router in (routes_files.router, routes_batches.router, routes_misc.router, routes_webhooks.router):
         app.include_router(router)
     return app
 
@@ -59,13 +64,31 @@ def _build_context(settings: Settings, migrate: bool) -> AppContext:
     blobs = BlobStore(settings.blob_dir)
     if not settings.api_keys:
         log.warning("No API keys configured (BLENDSERVE_API_KEYS): the server is OPEN to anyone who can reach it.")
-    recovered = recover_validating(db, blobs, IntakeLimits(settings.max_file_lines, settings.max_batch_errors))
+    webhooks.sync_endpoints(db, _webhook_endpoints(settings))
+    model_ids = settings.served_names(settings.model_name) if settings.model_name else ()
+    limits = IntakeLimits(settings.max_file_lines, settings.max_batch_errors, frozenset(model_ids))
+    recovered = recover_validating(db, blobs, limits)
     if recovered:
         log.info("re-validated %d batch(es) left in 'validating' by a previous process", recovered)
-    return AppContext(
-        settings=settings,
-        db=db,
-        blobs=blobs,
-        model_ids=tuple(filter(None, [settings.model_name])),
-        limiter=CapacityLimiter(settings.api_threads),
+    return AppContext(settings=settings, db=db, blobs=blobs, limiter=CapacityLimiter(settings.api_threads))
+
+
+def _webhook_endpoints(settings: Settings) -> list[tuple[str, str, str]]:
+    """(owner, url, secret) per configured endpoint: API keys become the owners they authenticate as."""
+    out = []
+    for key, endpoints in settings.webhooks.items():
+        if key == "*" and settings.api_keys:
+            log.warning("BLENDSERVE_WEBHOOKS key '*' is for an open server; with API keys, name the key.")
+        owner = OPEN_OWNER if key == "*" else owner_for_key(key)
+        out += [(owner, e.url, e.secret) for e in endpoints]
+    return out
+
+
+def _retry_policy(settings: Settings) -> webhooks.RetryPolicy:
+    return webhooks.RetryPolicy(
+        first_delay_s=settings.webhook_first_retry_s,
+        max_delay_s=settings.webhook_max_retry_delay_s,
+        window_s=settings.webhook_retry_window_s,
+        timeout_s=settings.webhook_timeout_s,
+        poll_s=settings.webhook_poll_s,
     )

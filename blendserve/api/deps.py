@@ -28,7 +28,6 @@ class AppContext:
     db: Database
     blobs: BlobStore
     dispatcher: Dispatcher | None = None  # None: an API-only server
-    model_ids: tuple[str, ...] = ()
     # Threads for the handlers' blocking database work: no more than the connections they can get at once.
     limiter: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(8))
 
@@ -38,6 +37,16 @@ class AppContext:
         costs a hop for itself, one per sync dependency and one for response validation, and under load each
         hop waits for the GIL."""
         return await to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.limiter)
+
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        """The model names this server answers to now (the runtime's and its aliases); empty: not known yet,
+        any name is accepted. Read on every call: a remote runtime names its model only once it is up."""
+        if self.dispatcher is not None:
+            served = self.dispatcher.model_ids
+        else:
+            served = [self.settings.model_name] if self.settings.model_name else []
+        return tuple(name for model in served for name in self.settings.served_names(model))
 
 
 def owner_for_key(key: str) -> str:

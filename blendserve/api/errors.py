@@ -1,9 +1,5 @@
 """The ONE place that turns errors into HTTP responses with OpenAI's envelope:
-{"error": {"message", "type", "param", "code"}}. Nothing else builds an error response.
-
-An unexpected exception becomes a 500 envelope inside `CatchUnexpected`, an ASGI middleware, and is NOT
-re-raised: Starlette's own last-resort handler sends the response and then re-raises, and uvicorn answers a
-re-raised exception by closing the connection, resetting the client's keep-alive connection."""
+{"error": {"message", "type", "param", "code"}}. Nothing else builds an error response."""
 
 from __future__ import annotations
 
@@ -13,7 +9,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from blendserve.core.errors import BlendServeError
 
@@ -21,6 +16,7 @@ log = logging.getLogger("blendserve.api")
 
 _TYPE_BY_STATUS = {
     401: "invalid_request_error",
+    409: "invalid_request_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
     413: "invalid_request_error",
@@ -70,40 +66,19 @@ def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     )
 
 
-def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    # Log the trace for operators; the client gets the envelope, never a stack trace.
-    log.exception("unhandled error", exc_info=exc)
-    return envelope(500, "The server had an error while processing your request.", "server_error")
-
-
-class CatchUnexpected:
-    """Turns an exception escaping the app into the 500 envelope on a connection that stays open. Once the
-    response has started, nothing sound can be sent: the exception goes on up (and the connection closes)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as exc:
-            if started:
-                raise
-            await _unexpected(Request(scope), exc)(scope, receive, send)
+# Any other exception: api/middleware.py logs it and sends this body with a 500 (never a stack trace). It is
+# not an exception handler here because Starlette re-raises after those, dropping the client's connection.
+SERVER_ERROR_BODY = {
+    "error": {
+        "message": "The server had an error while processing your request.",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }
+}
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(BlendServeError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_middleware(CatchUnexpected)  # innermost of the user middleware: runs inside any added later

@@ -21,16 +21,22 @@ from blendserve.core import batches
 router = APIRouter(
     prefix="/v1/batches",
     tags=["batches"],
-    responses={400: {"model": ErrorEnvelope}, 401: {"model": ErrorEnvelope}, 404: {"model": ErrorEnvelope}},
+    responses={
+        400: {"model": ErrorEnvelope},
+        401: {"model": ErrorEnvelope},
+        404: {"model": ErrorEnvelope},
+        409: {"model": ErrorEnvelope},
+    },
 )
 
 
 def _limits(ctx: Ctx) -> batches.IntakeLimits:
-    return batches.IntakeLimits(ctx.settings.max_file_lines, ctx.settings.max_batch_errors)
+    return batches.IntakeLimits(ctx.settings.max_file_lines, ctx.settings.max_batch_errors, frozenset(ctx.model_ids))
 
 
-@router.post("", response_model=BatchObject, response_model_exclude_none=True)
+@router.post("", response_model=BatchObject)
 async def create_batch(ctx: Ctx, owner: Owner, body: CreateBatchBody):
+    expiry = body.output_expires_after.model_dump() if body.output_expires_after is not None else None
     row = await ctx.run(
         batches.create_batch,
         ctx.db,
@@ -41,6 +47,7 @@ async def create_batch(ctx: Ctx, owner: Owner, body: CreateBatchBody):
         body.endpoint,
         body.completion_window,
         body.metadata,
+        expiry,
     )
     if ctx.dispatcher is not None:
         ctx.dispatcher.wake()
@@ -52,19 +59,19 @@ def _batch_page(ctx: Ctx, owner: str, limit: int, after: str | None) -> BatchLis
     return list_page(BatchList, [batch_object(r) for r in rows], has_more)
 
 
-@router.get("", response_model=BatchList, response_model_exclude_none=True)
+@router.get("", response_model=BatchList)
 async def list_batches(
     ctx: Ctx, owner: Owner, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None
 ):
     return as_json(await ctx.run(_batch_page, ctx, owner, limit, after))
 
 
-@router.get("/{batch_id}", response_model=BatchObject, response_model_exclude_none=True)
+@router.get("/{batch_id}", response_model=BatchObject)
 async def retrieve_batch(ctx: Ctx, owner: Owner, batch_id: str):
     return as_json(batch_object(await ctx.run(batches.get_batch, ctx.db, owner, batch_id)))
 
 
-@router.post("/{batch_id}/cancel", response_model=BatchObject, response_model_exclude_none=True)
+@router.post("/{batch_id}/cancel", response_model=BatchObject)
 async def cancel_batch(ctx: Ctx, owner: Owner, batch_id: str):
     row = await ctx.run(batches.cancel_batch, ctx.db, ctx.blobs, owner, batch_id)
     if ctx.dispatcher is not None:

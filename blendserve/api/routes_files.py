@@ -19,7 +19,7 @@ router = APIRouter(
 )
 
 
-@router.post("", response_model=FileObject, response_model_exclude_none=True)
+@router.post("", response_model=FileObject)
 def create_file(
     ctx: Ctx,
     owner: Owner,
@@ -37,12 +37,12 @@ def create_file(
                 code="invalid_value",
             )
         ttl = expires_after_seconds
-    limits = files.UploadLimits(ctx.settings.max_file_bytes, ctx.settings.max_file_lines)
+    limits = files.UploadLimits(ctx.settings.max_file_bytes)
     row = files.store_upload(ctx.db, ctx.blobs, limits, owner, file.filename or "upload", purpose, file.file, ttl)
     return file_object(row)
 
 
-@router.get("", response_model=FileList, response_model_exclude_none=True)
+@router.get("", response_model=FileList)
 async def list_files(
     ctx: Ctx,
     owner: Owner,
@@ -59,7 +59,7 @@ def _file_page(ctx: Ctx, owner: str, purpose: str | None, limit: int, order: str
     return list_page(FileList, [file_object(r) for r in rows], has_more)
 
 
-@router.get("/{file_id}", response_model=FileObject, response_model_exclude_none=True)
+@router.get("/{file_id}", response_model=FileObject)
 async def retrieve_file(ctx: Ctx, owner: Owner, file_id: str):
     return as_json(file_object(await ctx.run(files.get_file, ctx.db, owner, file_id)))
 

@@ -1,5 +1,6 @@
-"""Wire shapes, as in OpenAI's spec (shared/openai-batch-spec.json). Optional fields that are unset are left
-out rather than sent as null: the spec types them as plain integers/strings, and the SDK reads absent as None."""
+"""Wire shapes, as in OpenAI's spec (shared/openai-batch-spec.json). Optional fields that are unset are sent as
+null, as the hosted API sends them (the spec's own examples show `"errors": null`, `"output_file_id": null`):
+JavaScript clients test `=== null`, and the Python SDK reads null and absent alike."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class FileObject(BaseModel):
     filename: str
     purpose: str
     status: Literal["uploaded", "processed", "error"] = "processed"
+    status_details: str | None = None
 
 
 class FileList(BaseModel):
@@ -111,11 +113,39 @@ class BatchList(BaseModel):
     has_more: bool
 
 
+class OutputExpiresAfter(BaseModel):
+    anchor: str
+    seconds: int
+
+
 class CreateBatchBody(BaseModel):
     input_file_id: str
     endpoint: str
     completion_window: str
     metadata: dict[str, str] | None = Field(default=None)
+    output_expires_after: OutputExpiresAfter | None = None
+
+
+class WebhookDeliveryObject(BaseModel):
+    """One event for one endpoint: `id` is the `webhook-id` header (the same on every retry)."""
+
+    id: str
+    object: Literal["webhook.delivery"] = "webhook.delivery"
+    event_id: str
+    type: str
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: float
+    delivered_at: float | None
+    next_attempt_at: float | None
+
+
+class WebhookDeliveryList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[WebhookDeliveryObject]
 
 
 class ErrorDetail(BaseModel):
@@ -165,4 +195,4 @@ def as_json(model: BaseModel) -> Response:
     """The model, serialized once, as the response. Routes still declare response_model (the OpenAPI shape), but
     returning the model itself would make FastAPI validate it again and re-serialize it: about 1 ms of CPU a
     request on this machine (measured with bench/load.py and in-process), for a model built here from typed rows."""
-    return Response(model.model_dump_json(exclude_none=True), media_type="application/json")
+    return Response(model.model_dump_json(by_alias=True), media_type="application/json")

@@ -30,3 +30,9 @@ class InvalidState(BlendServeError):
     """An operation the object's current status does not allow (e.g. cancel a completed batch)."""
 
     status_code = 400
+
+
+class Conflict(BlendServeError):
+    """The object's state forbids the operation (cancel a finished batch): 409, the SDK's ConflictError."""
+
+    status_code = 409

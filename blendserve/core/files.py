@@ -13,13 +13,13 @@ from blendserve.store.db import Database
 from blendserve.store.models import File
 
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+MAX_FILENAME = 512  # the store's column width (files.filename)
 DEFAULT_BATCH_FILE_TTL = 30 * 24 * 3600  # OpenAI: batch files expire after 30 days by default
 
 
 @dataclass(frozen=True)
 class UploadLimits:
     max_bytes: int
-    max_lines: int
 
 
 def store_upload(
@@ -59,6 +59,10 @@ def store_upload(
 
 
 def _check_purpose(purpose: str, filename: str) -> None:
+    if not filename or len(filename) > MAX_FILENAME:
+        raise InvalidRequest(
+            f"The filename must be 1 to {MAX_FILENAME} characters long.", param="file", code="invalid_value"
+        )
     if purpose not in UPLOAD_PURPOSES:
         raise InvalidRequest(
             f"Invalid purpose '{purpose}'. Expected one of: {', '.join(UPLOAD_PURPOSES)}.",
@@ -72,7 +76,9 @@ def _check_purpose(purpose: str, filename: str) -> None:
 
 
 def _copy_with_limits(blobs: BlobStore, file_id: str, stream: BinaryIO, limits: UploadLimits, count_lines: bool) -> int:
-    """Copy chunk by chunk; abort (and delete the partial blob) the moment a limit is passed."""
+    """Copy chunk by chunk; abort (and delete the partial blob) the moment the size limit is passed. Returns
+    the number of lines (a last line without a newline counts). The request limit of a batch is checked when
+    a batch is created from the file, on requests, not lines (`too_many_tasks`), as on OpenAI."""
     newlines, last = 0, b"\n"
     with blobs.open_writer(file_id) as writer:
         while chunk := stream.read(CHUNK):
@@ -84,19 +90,8 @@ def _copy_with_limits(blobs: BlobStore, file_id: str, stream: BinaryIO, limits: 
             if count_lines:
                 newlines += chunk.count(b"\n")
                 last = chunk[-1:]
-                if newlines > limits.max_lines:
-                    raise InvalidRequest(
-                        f"File has too many lines: the limit is {limits.max_lines}.",
-                        param="file",
-                        code="too_many_lines",
-                    )
-        lines = newlines + (0 if last == b"\n" else 1)
-        if count_lines and lines > limits.max_lines:
-            raise InvalidRequest(
-                f"File has too many lines: the limit is {limits.max_lines}.", param="file", code="too_many_lines"
-            )
         writer.commit()
-    return lines
+    return newlines + (0 if last == b"\n" else 1)
 
 
 def get_file(db: Database, owner: str, file_id: str) -> File:

@@ -1,13 +1,16 @@
 """Finishing a batch: write the output/error JSONL files and move it to its terminal status.
 
+Each terminal move writes its webhook outbox rows in the same transaction (core/webhooks).
 Result files are written from the rows (the source of truth), so finalizing again after a crash writes
 the same lines; every input line lands exactly once, in the output file or in the error file."""
 
 from __future__ import annotations
 
+import hashlib
+
 import orjson
 
-from blendserve.core import ids, lifecycle
+from blendserve.core import ids, lifecycle, webhooks
 from blendserve.store import repositories as repo
 from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database
@@ -68,6 +71,7 @@ def _write_and_close(db: Database, blobs: BlobStore, batch_id: str, target: str)
             blobs.delete(out_id)
             blobs.delete(err_id)
             return  # somebody else finished it meanwhile
+        ttl = batch.output_expires_after_s
         for file_id, count, kind in ((out_id, n_out, "output"), (err_id, n_err, "error")):
             if count:
                 s.add(
@@ -80,7 +84,7 @@ def _write_and_close(db: Database, blobs: BlobStore, batch_id: str, target: str)
                         line_count=count,
                         created_at=now,
                         created_ns=ids.now_ns(),
-                        expires_at=None,
+                        expires_at=now + ttl if ttl else None,
                         status="processed",
                     )
                 )
@@ -92,6 +96,7 @@ def _write_and_close(db: Database, blobs: BlobStore, batch_id: str, target: str)
         batch.completed, batch.failed = counts.get(RequestStatus.SUCCEEDED, 0), counts.get(RequestStatus.FAILED, 0)
         batch.input_tokens, batch.cached_tokens, batch.output_tokens = repo.usage_totals(s, batch_id)
         lifecycle.transition(batch, target, now)
+        webhooks.enqueue(s, owner, batch_id, target, now)  # same transaction: the event cannot be lost
 
 
 def _write_files(session, blobs: BlobStore, batch_id: str) -> tuple[str, str, int, int]:
@@ -114,10 +119,13 @@ def _write_files(session, blobs: BlobStore, batch_id: str) -> tuple[str, str, in
 
 
 def result_line(row: BatchRequest) -> dict:
-    """One line of an output/error file, in OpenAI's batch output format."""
-    request_id = row.request_id or f"batch_req_{row.batch_id[6:22]}{row.line:08d}"
+    """One line of an output/error file, in OpenAI's batch output format. `id` is the line's batch_req_ id;
+    `response.request_id` is the id of the underlying API request (32 hex digits on the hosted API), derived
+    from it so that writing the file again after a crash gives the same line."""
+    line_id = row.request_id or f"batch_req_{row.batch_id[6:22]}{row.line:08d}"
     response = None
     if row.response is not None:
+        request_id = hashlib.sha256(line_id.encode()).hexdigest()[:32]
         response = {"status_code": row.status_code or 200, "request_id": request_id, "body": orjson.loads(row.response)}
     error = orjson.loads(row.error) if row.error else None
-    return {"id": request_id, "custom_id": row.custom_id, "response": response, "error": error}
+    return {"id": line_id, "custom_id": row.custom_id, "response": response, "error": error}

@@ -48,6 +48,20 @@ COMPLETION_ONLY = {"prompt", "echo", "suffix", "best_of"}
 DEFAULT_MAX_TOKENS = 256  # SGLang defaults to 128; OpenAI to "until the context ends": we pick and always send
 
 
+class InvalidLineParameter(UnsupportedParameter):
+    """A per-line 400 with the hosted API's error code (`context_length_exceeded`, `invalid_type`, ...)."""
+
+    def __init__(self, message: str, param: str | None = None, code: str = "invalid_value") -> None:
+        super().__init__(message, param)
+        self.code = code
+
+
+def _opt(body: dict, name: str, default):
+    """An optional field: absent or null means its default, as on OpenAI."""
+    value = body.get(name)
+    return default if value is None else value
+
+
 def _check_fields(body: dict, allowed: set[str]) -> None:
     for key, value in body.items():
         if key in IGNORED or key in allowed:
@@ -76,21 +90,24 @@ def _sampling(body: dict, info: ModelInfo, prompt_len: int, chat: bool) -> Sampl
     max_tokens = body.get("max_completion_tokens") if chat else None
     max_tokens = max_tokens if max_tokens is not None else body.get("max_tokens")
     room = info.max_context_tokens - prompt_len
-    if room <= 0:
-        raise UnsupportedParameter(
-            f"The prompt has {prompt_len} tokens; this model's context is {info.max_context_tokens}.",
-            param="messages" if chat else "prompt",
-        )
     if max_tokens is None:
-        max_tokens = min(DEFAULT_MAX_TOKENS, room)
-    if not isinstance(max_tokens, int) or max_tokens < 1:
+        max_tokens = max(1, min(DEFAULT_MAX_TOKENS, room))
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise UnsupportedParameter("max_tokens must be a positive integer.", param="max_tokens")
+    if max_tokens > room:
+        raise InvalidLineParameter(
+            f"This model's maximum context length is {info.max_context_tokens} tokens. However, you requested "
+            f"{prompt_len + max_tokens} tokens ({prompt_len} in the messages, {max_tokens} in the completion). "
+            "Please reduce the length of the messages or completion.",
+            param="messages" if chat else "prompt",
+            code="context_length_exceeded",
+        )
     stop = body.get("stop")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     if len(stops) > 4 or not all(isinstance(s, str) for s in stops):
         raise UnsupportedParameter("stop must be a string or up to 4 strings.", param="stop")
-    n = body.get("n", 1) if body.get("n") is not None else 1
-    if not isinstance(n, int) or n < 1 or n > 16:
+    n = _opt(body, "n", 1)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n > 16:
         raise UnsupportedParameter("n must be an integer from 1 to 16.", param="n")
     if body.get("stream"):
         raise UnsupportedParameter("Streaming is not available in a batch.", param="stream")
@@ -100,21 +117,31 @@ def _sampling(body: dict, info: ModelInfo, prompt_len: int, chat: bool) -> Sampl
     if wants_logprobs and "logprobs" not in info.supports:
         raise UnsupportedParameter("logprobs are not supported by this runtime.", param="logprobs")
     return SamplingParams(
-        max_new_tokens=min(max_tokens, room),
-        temperature=float(body.get("temperature", 1.0)),
-        top_p=float(body.get("top_p", 1.0)),
+        max_new_tokens=max_tokens,
+        temperature=float(_opt(body, "temperature", 1.0)),
+        top_p=float(_opt(body, "top_p", 1.0)),
         stop=stops,
         seed=body.get("seed"),
         n=n,
-        frequency_penalty=float(body.get("frequency_penalty") or 0.0),
-        presence_penalty=float(body.get("presence_penalty") or 0.0),
+        frequency_penalty=float(_opt(body, "frequency_penalty", 0.0)),
+        presence_penalty=float(_opt(body, "presence_penalty", 0.0)),
         logprobs=wants_logprobs,
         top_logprobs=top,
     )
 
 
 def to_generate(endpoint: str, body: dict, tokenizer: Tokenizer, info: ModelInfo) -> tuple[list[int], SamplingParams]:
-    """Token ids (chat template applied) and sampling parameters for one input line's body."""
+    """Token ids (chat template applied) and sampling parameters for one input line's body. Raises only
+    UnsupportedParameter (a per-line 400): a field of a type nobody checked cannot escape as a TypeError."""
+    try:
+        return _to_generate(endpoint, body, tokenizer, info)
+    except UnsupportedParameter:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        raise InvalidLineParameter(f"The request body could not be read: {exc}", code="invalid_request") from exc
+
+
+def _to_generate(endpoint: str, body: dict, tokenizer: Tokenizer, info: ModelInfo):
     if endpoint == "/v1/chat/completions":
         _check_fields(body, COMMON | CHAT_ONLY)
         messages = body.get("messages")

@@ -28,3 +28,11 @@ class RequestStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+
+
+class WebhookStatus(StrEnum):
+    """One webhook delivery: PENDING (due at next_attempt_at) -> DELIVERED | FAILED (gave up after the window)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"

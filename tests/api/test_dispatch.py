@@ -23,6 +23,9 @@ pytestmark = pytest.mark.anyio
 def _app(db_url, tmp_path, runtime, **overrides):
     from blendserve.api.app import create_app
 
+    # The lines here name "simulated" (chat) and "m" (completions, embeddings): aliases of the served model.
+    aliases = {name: runtime.info.name for name in ("simulated", "m") if name != runtime.info.name}
+    overrides.setdefault("model_aliases", aliases)
     settings = make_settings(db_url, tmp_path / "d", dispatcher=True, retry_backoff_s=0.01, **overrides)
     config = DispatchConfig.from_settings(settings)
     return create_app(settings, lambda db, blobs: Dispatcher(db, blobs, config, runtime))
@@ -63,7 +66,7 @@ async def test_batches_complete_with_outputs(db_url, tmp_path):
                 "custom_id": "bad",
                 "method": "POST",
                 "url": "/v1/chat/completions",
-                "body": {"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "tools": [{}]},
+                "body": {"model": "simulated", "messages": [{"role": "user", "content": "x"}], "tools": [{}]},
             }
         )
         b1 = (await upload_batch(c, objs)).json()

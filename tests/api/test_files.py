@@ -36,7 +36,7 @@ async def test_upload_retrieve_content_delete(client):
 async def test_other_purposes_are_stored(client):
     resp = await upload(client, b"hello", filename="notes.txt", purpose="user_data")
     assert resp.status_code == 200
-    assert resp.json()["purpose"] == "user_data" and "expires_at" not in resp.json()
+    assert resp.json()["purpose"] == "user_data" and resp.json()["expires_at"] is None
 
 
 async def test_bad_purpose_and_format(client):
@@ -77,7 +77,7 @@ async def test_list_pagination_order_and_purpose(client):
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
 
 
-async def test_size_and_line_limits(db_url, tmp_path):
+async def test_size_and_request_limits(db_url, tmp_path):
     from blendserve.api.app import create_app
     from tests.support import make_settings, running_client
 
@@ -85,14 +85,19 @@ async def test_size_and_line_limits(db_url, tmp_path):
     async with running_client(create_app(settings)) as c:
         too_big = await upload(c, b"x" * (3 * 1024 * 1024 + 1), filename="big.txt", purpose="user_data")
         assert too_big.status_code == 400 and too_big.json()["error"]["code"] == "file_too_large"
-        too_long = await upload(c, to_jsonl([chat_line(i) for i in range(4)]))
-        assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "too_many_lines"
-        ok = await upload(c, to_jsonl([chat_line(i) for i in range(3)]))
-        assert ok.status_code == 200
+        # The request limit counts requests, not lines, and is checked when a batch is made of the file.
+        too_many = await upload(c, to_jsonl([chat_line(i) for i in range(4)]))
+        blank_lines = await upload(c, b"\n\n".join(to_jsonl([chat_line(i)]) for i in range(3)) + b"\n\n")
+        assert too_many.status_code == 200 and blank_lines.status_code == 200
+        spec = {"endpoint": "/v1/chat/completions", "completion_window": "24h"}
+        failed = (await c.post("/v1/batches", json={"input_file_id": too_many.json()["id"], **spec})).json()
+        assert failed["status"] == "failed" and failed["errors"]["data"][0]["code"] == "too_many_tasks"
+        ok = (await c.post("/v1/batches", json={"input_file_id": blank_lines.json()["id"], **spec})).json()
+        assert ok["status"] == "in_progress" and ok["request_counts"]["total"] == 3
         listed = (await c.get("/v1/files")).json()["data"]
-        assert [f["id"] for f in listed] == [ok.json()["id"]]
+        assert sorted(f["id"] for f in listed) == sorted([too_many.json()["id"], blank_lines.json()["id"]])
     leftovers = sorted(p.name for p in (tmp_path / "d" / "blobs").iterdir())
-    assert leftovers == [ok.json()["id"]]  # rejected uploads leave no bytes behind
+    assert leftovers == sorted(f["id"] for f in listed)  # rejected uploads leave no bytes behind
 
 
 async def test_expires_after(client):

@@ -29,11 +29,11 @@ CASES = [
     ("missing_required_parameter", _line(_without("url")), 2),
     ("missing_required_parameter", _line(_without("body")), 2),
     ("duplicate_custom_id", _line(chat_line(0)), 2),
-    ("mismatched_url", _line({**chat_line(1), "url": "/v1/completions"}), 2),
+    ("invalid_url", _line({**chat_line(1), "url": "/v1/completions"}), 2),
     ("invalid_method", _line({**chat_line(1), "method": "GET"}), 2),
-    ("missing_required_parameter", _line({**chat_line(1), "body": {"messages": []}}), 2),
+    ("invalid_request", _line({**chat_line(1), "body": {"messages": []}}), 2),
     ("mismatched_model", _line(chat_line(1, model="other-model")), 2),
-    ("invalid_encoding", b'{"custom_id": "\xff\xfe"}\n', 2),
+    ("invalid_json_line", b'{"custom_id": "\xff\xfe"}\n', 2),
     ("invalid_request", b"[1, 2]\n", 2),
 ]
 
@@ -88,7 +88,7 @@ def test_line_limit_in_validator():
 
     verdict = FileVerdict("/v1/chat/completions", max_lines=2, max_errors=10)
     rows = list(validate_lines(to_jsonl([chat_line(i) for i in range(3)]).splitlines(True), verdict))
-    assert len(rows) == 2 and verdict.errors[0].code == "too_many_lines" and verdict.errors[0].line == 3
+    assert len(rows) == 2 and verdict.errors[0].code == "too_many_tasks" and verdict.errors[0].line == 3
 
 
 def test_errors_are_capped_but_counted():

@@ -107,17 +107,18 @@ class LineRunner:
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)
 
-    async def fail_line(self, row: ds.PendingRow, body: dict, status_code: int) -> None:
-        """The line failed: its response carries the error envelope with the HTTP status it would have had."""
+    async def fail_line(self, row: ds.PendingRow, body: dict | None, status_code: int | None, error=None) -> None:
+        """The line failed: its response carries the error envelope with the HTTP status it would have had, or
+        (no HTTP answer at all, like a timeout) the output line's top-level `error` says why."""
         landed = await self.dbw.run(
             ds.record_result,
             self.dbw.db,
             row.id,
             row.batch_id,
             ok=False,
-            response_json=orjson.dumps(body).decode(),
+            response_json=orjson.dumps(body).decode() if body is not None else None,
             status_code=status_code,
-            error_json=None,
+            error_json=orjson.dumps(error).decode() if error is not None else None,
             request_id=ids.request_id(),
             finished_at=ids.now_precise(),
         )
@@ -156,8 +157,8 @@ class LineRunner:
             self.pending.drop(row.id)
             raise
         except UnsupportedParameter as exc:
-            body = error_body(str(exc), exc.param, code=LineErrorCode.UNSUPPORTED_PARAMETER)
-            await self.fail_line(row, body, 400)
+            code = getattr(exc, "code", LineErrorCode.UNSUPPORTED_PARAMETER)
+            await self.fail_line(row, error_body(str(exc), exc.param, code=code), 400)
             self.pending.drop(row.id)
         except Exception as exc:  # runtime errors and timeouts: retry with backoff, then a per-line error
             await self._retry_or_fail(entry, attempt, exc)
@@ -210,7 +211,9 @@ class LineRunner:
             self.pending.requeue(entry)
             return
         message = f"The request failed after {attempt} attempt(s): {message}"
-        timed_out = isinstance(exc, LineTimeout)
-        code = LineErrorCode.REQUEST_TIMEOUT if timed_out else LineErrorCode.RUNTIME_ERROR
-        await self.fail_line(row, error_body(message, None, code=code, type_="server_error"), 504 if timed_out else 500)
+        if isinstance(exc, LineTimeout):  # the spec's per-line code for a model call that timed out: no HTTP answer
+            await self.fail_line(row, None, None, error={"code": LineErrorCode.REQUEST_TIMEOUT, "message": message})
+        else:
+            body = error_body(message, None, code=LineErrorCode.RUNTIME_ERROR, type_="server_error")
+            await self.fail_line(row, body, 500)
         self.pending.drop(row.id)

@@ -81,7 +81,8 @@ class Loader:
             tokens, params = to_generate(row.endpoint, body, self.runtime.tokenizer, self.runtime.info)
             return Prepared(row, tokens, params)
         except UnsupportedParameter as exc:
-            return Prepared(row, rejection=error_body(str(exc), exc.param, code="unsupported_parameter"))
+            code = getattr(exc, "code", "unsupported_parameter")
+            return Prepared(row, rejection=error_body(str(exc), exc.param, code=code))
         except Exception as exc:  # one line's body must never stop the others
             if getattr(exc, "retryable", False):
                 log.warning("line %s could not be prepared yet (%s); will retry", row.id, exc)

@@ -1,0 +1,59 @@
+"""Queries over WebhookEndpoint and WebhookDelivery (the outbox). Functions take the caller's Session."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from blendserve.store.models import WebhookDelivery, WebhookEndpoint
+from blendserve.store.statuses import WebhookStatus
+
+
+def replace_endpoints(session: Session, endpoints: list[tuple[str, str, str]]) -> None:
+    """Make the table hold exactly these (owner, url, secret) rows."""
+    session.execute(delete(WebhookEndpoint))
+    for owner, url, secret in endpoints:
+        session.add(WebhookEndpoint(owner=owner, url=url, secret=secret))
+
+
+def endpoints_of(session: Session, owner: str) -> list[WebhookEndpoint]:
+    return list(session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.owner == owner)))
+
+
+def secret_for(session: Session, owner: str, url: str) -> str | None:
+    stmt = select(WebhookEndpoint.secret).where(WebhookEndpoint.owner == owner, WebhookEndpoint.url == url)
+    return session.scalars(stmt.limit(1)).first()
+
+
+def due_deliveries(session: Session, now: float, limit: int) -> list[WebhookDelivery]:
+    stmt = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.status == WebhookStatus.PENDING, WebhookDelivery.next_attempt_at <= now)
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
+
+
+def claim(session: Session, delivery_id: str, seen_next_attempt: float, hold_until: float) -> bool:
+    """Take a due delivery for one attempt (compare-and-set on next_attempt_at): with several servers on one
+    database exactly one of them sends it; if the claimer dies, the row comes due again at hold_until."""
+    stmt = (
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.status == WebhookStatus.PENDING,
+            WebhookDelivery.next_attempt_at == seen_next_attempt,
+        )
+        .values(next_attempt_at=hold_until)
+    )
+    return (session.execute(stmt).rowcount or 0) == 1
+
+
+def for_batch(session: Session, owner: str, batch_id: str) -> list[WebhookDelivery]:
+    stmt = (
+        select(WebhookDelivery)
+        .where(WebhookDelivery.owner == owner, WebhookDelivery.batch_id == batch_id)
+        .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+    )
+    return list(session.scalars(stmt))
