@@ -125,7 +125,12 @@ def set_status_where(
 
 
 def lock_batch(session: Session, batch_id: str) -> Batch | None:
-    """Row lock on Postgres (SQLite serialises writers anyway) so status moves never interleave."""
+    """Lock the batch's row so status moves never interleave: FOR UPDATE on Postgres; on SQLite, whose
+    transactions start as readers, a no-op write first takes the database's write lock (call it first in the
+    transaction), so the read that follows is current. Without it two finalizers both read 'cancelling', both
+    move the batch, and it gets two terminal webhook events."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Batch).where(Batch.id == batch_id).values(status=Batch.status))
     return session.scalars(select(Batch).where(Batch.id == batch_id).with_for_update()).first()
 
 
