@@ -28,15 +28,6 @@ class AppContext:
     db: Database
     blobs: BlobStore
     dispatcher: Dispatcher | None = None  # None: an API-only server
-    # Threads for the handlers' blocking database work: no more than the connections they can get at once.
-    limiter: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(8))
-
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """fn(*args, **kwargs) on a worker thread (the one hop a request makes off the event loop); its
-        exceptions propagate. Handlers are async and call this, instead of being sync: a sync FastAPI handler
-        costs a hop for itself, one per sync dependency and one for response validation, and under load each
-        hop waits for the GIL."""
-        return await to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.limiter)
 
     @property
     def model_ids(self) -> tuple[str, ...]:
@@ -47,6 +38,15 @@ class AppContext:
         else:
             served = [self.settings.model_name] if self.settings.model_name else []
         return tuple(name for model in served for name in self.settings.served_names(model))
+    # Threads for the handlers' blocking database work: no more than the connections they can get at once.
+    limiter: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(8))
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(*args, **kwargs) on a worker thread (the one hop a request makes off the event loop); its
+        exceptions propagate. Handlers are async and call this, instead of being sync: a sync FastAPI handler
+        costs a hop for itself, one per sync dependency and one for response validation, and under load each
+        hop waits for the GIL."""
+        return await to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.limiter)
 
 
 def owner_for_key(key: str) -> str:

@@ -195,4 +195,4 @@ def as_json(model: BaseModel) -> Response:
     """The model, serialized once, as the response. Routes still declare response_model (the OpenAPI shape), but
     returning the model itself would make FastAPI validate it again and re-serialize it: about 1 ms of CPU a
     request on this machine (measured with bench/load.py and in-process), for a model built here from typed rows."""
-    return Response(model.model_dump_json(by_alias=True), media_type="application/json")
+    return Response(model.model_dump_json(), media_type="application/json")
