@@ -79,22 +79,20 @@ def load_pending(db: Database, after_id: int, limit: int) -> list[PendingRow]:
 
 
 def mark_in_flight(db: Database, ids: list[int]) -> set[int]:
-    """pending -> in_flight (attempts + 1) for ids still pending; returns those that moved."""
+    """pending -> in_flight (attempts + 1) for ids still pending; returns those that moved. One statement that
+    checks the status as it writes: a select-then-update could move a row a cancel had just finished (SQLite
+    reads outside the write lock), and that line then appeared in neither result file."""
     if not ids:
         return set()
     with db.transaction() as s:
-        moved = set(
+        return set(
             s.scalars(
-                select(BatchRequest.id).where(BatchRequest.id.in_(ids), BatchRequest.status == RequestStatus.PENDING)
+                update(BatchRequest)
+                .where(BatchRequest.id.in_(ids), BatchRequest.status == RequestStatus.PENDING)
+                .values(status=RequestStatus.IN_FLIGHT, attempts=BatchRequest.attempts + 1)
+                .returning(BatchRequest.id)
             )
         )
-        if moved:
-            s.execute(
-                update(BatchRequest)
-                .where(BatchRequest.id.in_(moved))
-                .values(status=RequestStatus.IN_FLIGHT, attempts=BatchRequest.attempts + 1)
-            )
-    return moved
 
 
 # Built once: per-result writes are the dispatcher's hot path, and constructing + compiling a fresh statement
