@@ -79,20 +79,19 @@ def load_pending(db: Database, after_id: int, limit: int) -> list[PendingRow]:
 
 
 def mark_in_flight(db: Database, ids: list[int]) -> set[int]:
-    """pending -> in_flight (attempts + 1) for ids still pending; returns those that moved. One statement that
-    checks the status as it writes: a select-then-update could move a row a cancel had just finished (SQLite
-    reads outside the write lock), and that line then appeared in neither result file."""
+    """pending -> in_flight (attempts + 1) for ids still pending; returns those that moved."""
     if not ids:
         return set()
+    # One statement: a row cancelled or expired between a read and a write must not be taken back into flight.
+    stmt = (
+        update(BatchRequest)
+        .where(BatchRequest.id.in_(ids), BatchRequest.status == RequestStatus.PENDING)
+        .values(status=RequestStatus.IN_FLIGHT, attempts=BatchRequest.attempts + 1)
+        .returning(BatchRequest.id)
+    )
     with db.transaction() as s:
-        return set(
-            s.scalars(
-                update(BatchRequest)
-                .where(BatchRequest.id.in_(ids), BatchRequest.status == RequestStatus.PENDING)
-                .values(status=RequestStatus.IN_FLIGHT, attempts=BatchRequest.attempts + 1)
-                .returning(BatchRequest.id)
-            )
-        )
+        moved = set(s.scalars(stmt))
+    return moved
 
 
 # Built once: per-result writes are the dispatcher's hot path, and constructing + compiling a fresh statement
