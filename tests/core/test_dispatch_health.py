@@ -107,3 +107,23 @@ async def test_a_failed_trial_opens_again_and_without_a_check_trials_are_the_pro
     assert health.state == BreakerState.HALF_OPEN and health.describe()["probe"] == "trial_lines"
     health.record_failure("trial failed")
     assert health.state == BreakerState.OPEN and health.describe()["outages"] == 1  # the same outage
+
+
+def test_failures_of_lines_sent_before_recovery_do_not_reopen_the_breaker():
+    clock = Clock()
+    breaker = RuntimeHealth(None, HealthConfig(failure_threshold=2), clock=clock)
+    breaker.record_failure("down")
+    breaker.record_failure("down")
+    assert breaker.state == BreakerState.OPEN
+    sent_during_outage = clock()
+    clock.now += 5
+    breaker.record_success()  # the runtime is back
+    assert breaker.state == BreakerState.CLOSED
+    for _ in range(5):  # lines sent before it came back now fail late: they describe the outage, not now
+        breaker.record_failure("connection reset", sent_at=sent_during_outage)
+    assert breaker.state == BreakerState.CLOSED and breaker.outages == 1
+    assert breaker.should_refund(sent_at=sent_during_outage)  # and they cost their line no attempt
+    clock.now += 1
+    breaker.record_failure("down", sent_at=clock())  # sent after it came back: counts
+    breaker.record_failure("down", sent_at=clock())
+    assert breaker.state == BreakerState.OPEN and breaker.outages == 2

@@ -58,6 +58,7 @@ class RuntimeHealth:
         self.opened_at: float | None = None
         self.last_error: str | None = None
         self.outages = 0
+        self.recovered_at = float("-inf")  # when the breaker last closed after an outage
         self._probe_wait = config.probe_interval_s
         self._next_probe = 0.0
         self._trials_out = 0
@@ -78,11 +79,16 @@ class RuntimeHealth:
         if self.state in (BreakerState.OPEN, BreakerState.HALF_OPEN):
             down_s = self.clock() - (self.opened_at or self.clock())
             log.info("runtime healthy again after %.1f s; dispatch resumes", down_s)
+            self.recovered_at = self.clock()
         self.state, self.opened_at, self._trials_out = BreakerState.CLOSED, None, 0
         self._probe_wait = self.config.probe_interval_s
 
-    def record_failure(self, error: BaseException | str) -> None:
-        """A line failed with a retryable runtime error (transport, 5xx, timeout, unavailable)."""
+    def record_failure(self, error: BaseException | str, sent_at: float | None = None) -> None:
+        """A line failed with a retryable runtime error (transport, 5xx, timeout, unavailable). A line sent
+        before the runtime last recovered (`sent_at`, on this clock) failed because of that outage: it says
+        nothing about the runtime now and does not count."""
+        if self.sent_before_recovery(sent_at):
+            return
         self.consecutive_failures += 1
         self.last_error = _describe(error)
         if self.state == BreakerState.HALF_OPEN or (
@@ -90,9 +96,12 @@ class RuntimeHealth:
         ):
             self._open()
 
-    def should_refund(self) -> bool:
-        """True when a retryable failure happened because the runtime is down: requeue it for free."""
-        return self.is_open
+    def should_refund(self, sent_at: float | None = None) -> bool:
+        """True when a retryable failure happened because the runtime is, or was, down: requeue it for free."""
+        return self.is_open or self.sent_before_recovery(sent_at)
+
+    def sent_before_recovery(self, sent_at: float | None) -> bool:
+        return sent_at is not None and sent_at < self.recovered_at
 
     def dispatch_room(self, room: int) -> int:
         """How many lines may go out now: all of `room` when closed, the trial budget when half-open."""

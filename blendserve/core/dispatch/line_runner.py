@@ -215,8 +215,9 @@ class LineRunner:
         retryable = getattr(exc, "retryable", True)
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if retryable:
-            self.health.record_failure(exc)
-            not_the_lines_fault = isinstance(exc, RuntimeUnavailable) or self.health.should_refund()
+            sent_at = time.monotonic() - seconds
+            self.health.record_failure(exc, sent_at)
+            not_the_lines_fault = isinstance(exc, RuntimeUnavailable) or self.health.should_refund(sent_at)
             if not_the_lines_fault and entry.free_requeues < self.config.max_free_requeues:
                 entry.free_requeues += 1
                 await self.dbw.run(ds.return_to_pending, self.dbw.db, row.id, refund_attempt=True)
