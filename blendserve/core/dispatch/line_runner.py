@@ -88,7 +88,8 @@ class LineRunner:
             embedded = await self.runtime.embed(entry.params)
             return Outcome(embedding_body(name, entry.params, embedded), embedded.prompt_tokens, 0, 0)
         result = await self.runtime.generate(GenerateRequest(rid, tuple(entry.tokens), entry.params))
-        body = response_body(entry.row.endpoint, name, result)
+        request = orjson.loads(entry.row.body) if entry.row.endpoint == "/v1/responses" else None  # echoed
+        body = response_body(entry.row.endpoint, name, result, request)
         return Outcome(body, result.prompt_tokens, result.cached_tokens, result.completion_tokens)
 
     async def _run(self, entry: Entry) -> None:
