@@ -78,7 +78,8 @@ def to_chat_body(body: dict) -> dict:
             raise UnsupportedParameter("instructions must be a string.", param="instructions")
         messages.insert(0, {"role": "system", "content": instructions})
     chat = {"model": body.get("model"), "messages": messages}
-    for src, dst in (("max_output_tokens", "max_completion_tokens"), ("temperature", "temperature"), ("top_p", "top_p")):
+    renames = (("max_output_tokens", "max_completion_tokens"), ("temperature", "temperature"), ("top_p", "top_p"))
+    for src, dst in renames:
         if body.get(src) is not None:
             chat[dst] = body[src]
     return chat
