@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     model_path: str | None = None  # local: HF dir or GGUF; sglang-engine: model path
     model_name: str | None = None  # served model name override
     sglang_url: str = "http://127.0.0.1:30000"
+    sglang_info_timeout_s: float = 5.0  # each SGLang info/health/abort call; start-up never waits longer per try
+    sglang_tokenize_timeout_s: float = 30.0  # each /v1/tokenize call (two tries, then a retryable error)
+    tokenizer_path: str | None = None  # sglang: the model's HF tokenizer dir (exact logprob bytes; Engine too)
+    chat_template: str | None = None  # sglang-engine: a .jinja file, as SGLang's --chat-template
     gpu: str = "h100"  # perf-model preset for simulated/sglang runtimes
 
     dispatcher: bool = True

@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from blendserve.api.deps import Ctx, Owner
-from blendserve.api.schemas import BatchList, BatchObject, CreateBatchBody, ErrorEnvelope, batch_object
+from blendserve.api.schemas import BatchList, BatchObject, CreateBatchBody, ErrorEnvelope, batch_object, list_page
 from blendserve.core import batches
-from blendserve.store import repositories as repo
 
 router = APIRouter(
     prefix="/v1/batches",
@@ -48,12 +47,8 @@ def create_batch(ctx: Ctx, owner: Owner, body: CreateBatchBody):
 
 @router.get("", response_model=BatchList)
 def list_batches(ctx: Ctx, owner: Owner, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None):
-    with ctx.db.transaction() as s:
-        rows, has_more = repo.list_batches(s, owner, limit, after)
-    data = [batch_object(r) for r in rows]
-    return BatchList(
-        data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=has_more
-    )
+    rows, has_more = batches.list_batches(ctx.db, owner, limit, after)
+    return list_page(BatchList, [batch_object(r) for r in rows], has_more)
 
 
 @router.get("/{batch_id}", response_model=BatchObject)

@@ -8,10 +8,9 @@ from fastapi import APIRouter, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from blendserve.api.deps import Ctx, Owner
-from blendserve.api.schemas import ErrorEnvelope, FileDeleted, FileList, FileObject, file_object
-from blendserve.core import files, ids
+from blendserve.api.schemas import ErrorEnvelope, FileDeleted, FileList, FileObject, file_object, list_page
+from blendserve.core import files
 from blendserve.core.errors import InvalidRequest, NotFound
-from blendserve.store import repositories as repo
 
 router = APIRouter(
     prefix="/v1/files",
@@ -52,12 +51,8 @@ def list_files(
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
 ):
-    with ctx.db.transaction() as s:
-        rows, has_more = repo.list_files(s, owner, purpose, limit, order, after, now=ids.now())
-    data = [file_object(r) for r in rows]
-    return FileList(
-        data=data, first_id=data[0].id if data else None, last_id=data[-1].id if data else None, has_more=has_more
-    )
+    rows, has_more = files.list_files(ctx.db, owner, purpose, limit, order, after)
+    return list_page(FileList, [file_object(r) for r in rows], has_more)
 
 
 @router.get("/{file_id}", response_model=FileObject)

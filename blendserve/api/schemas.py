@@ -4,15 +4,17 @@ JavaScript clients test `=== null`, and the Python SDK reads null and absent ali
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from blendserve.store.models import Batch, File
 
 
 class FileObject(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     object: Literal["file"] = "file"
     bytes: int
@@ -99,6 +101,9 @@ class BatchObject(BaseModel):
     metadata: dict[str, str] | None = None
 
 
+ListT = TypeVar("ListT", "FileList", "BatchList")
+
+
 class BatchList(BaseModel):
     object: Literal["list"] = "list"
     data: list[BatchObject]
@@ -154,27 +159,10 @@ class ErrorEnvelope(BaseModel):
 
 
 def file_object(row: File) -> FileObject:
-    return FileObject(
-        id=row.id,
-        bytes=row.bytes,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        filename=row.filename,
-        purpose=row.purpose,
-        status=row.status,
-    )  # type: ignore[arg-type]
+    return FileObject.model_validate(row)
 
 
-_TIMESTAMPS = (
-    "in_progress_at",
-    "expires_at",
-    "finalizing_at",
-    "completed_at",
-    "failed_at",
-    "expired_at",
-    "cancelling_at",
-    "cancelled_at",
-)
+_COMPOSED = frozenset({"object", "errors", "request_counts", "usage", "metadata"})  # not plain columns
 
 
 def batch_object(row: Batch) -> BatchObject:
@@ -182,17 +170,8 @@ def batch_object(row: Batch) -> BatchObject:
     inp, cached, out = row.input_tokens, row.cached_tokens, row.output_tokens
     errors = BatchErrors(data=[BatchError(**e) for e in orjson.loads(row.errors)]) if row.errors else None
     return BatchObject(
-        id=row.id,
-        endpoint=row.endpoint,
-        model=row.model,
+        **{name: getattr(row, name) for name in BatchObject.model_fields if name not in _COMPOSED},
         errors=errors,
-        input_file_id=row.input_file_id,
-        completion_window=row.completion_window,
-        status=row.status,  # type: ignore[arg-type]
-        output_file_id=row.output_file_id,
-        error_file_id=row.error_file_id,
-        created_at=row.created_at,
-        **{name: getattr(row, name) for name in _TIMESTAMPS},
         request_counts=RequestCounts(total=row.total, completed=row.completed, failed=row.failed),
         usage=BatchUsage(
             input_tokens=inp,
@@ -203,3 +182,9 @@ def batch_object(row: Batch) -> BatchObject:
         ),
         metadata=orjson.loads(row.metadata_json) if row.metadata_json else None,
     )
+
+
+def list_page(cls: type[ListT], data: list, has_more: bool) -> ListT:
+    """An OpenAI list object: the page, its first and last ids, and whether more follow."""
+    first, last = (data[0].id, data[-1].id) if data else (None, None)
+    return cls(data=data, first_id=first, last_id=last, has_more=has_more)

@@ -259,10 +259,16 @@ def get_batch(db: Database, owner: str, batch_id: str) -> Batch:
     return batch
 
 
+def list_batches(db: Database, owner: str, limit: int, after: str | None) -> tuple[list[Batch], bool]:
+    """The owner's batches, newest first, after the batch `after` (keyset); and whether more follow."""
+    with db.transaction() as s:
+        return repo.list_batches(s, owner, limit, after)
+
+
 def cancel_batch(db: Database, blobs: BlobStore, owner: str, batch_id: str) -> Batch:
-    """in_progress -> cancelling; a finished batch -> Conflict (409), a cancelled one is returned as it is.
-    Pending lines are never dispatched again; the dispatcher (or, when nothing is
-    in flight, this call) finishes the move to cancelled and writes the files."""
+    """in_progress -> cancelling -> cancelled: lines not finished yet are written as batch_cancelled and the
+    files are written now; the dispatcher aborts what it still has running for the batch on its next sweep.
+    A finished batch -> Conflict (409); a cancelling or cancelled one is returned as it is, as on OpenAI."""
     with db.transaction() as s:
         batch = repo.get_batch(s, owner, batch_id)
         if batch is None:

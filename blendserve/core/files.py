@@ -102,6 +102,14 @@ def get_file(db: Database, owner: str, file_id: str) -> File:
     return row
 
 
+def list_files(
+    db: Database, owner: str, purpose: str | None, limit: int, order: str, after: str | None
+) -> tuple[list[File], bool]:
+    """The owner's unexpired files in created order (`order` "asc"/"desc") after the file `after` (keyset)."""
+    with db.transaction() as s:
+        return repo.list_files(s, owner, purpose, limit, order, after, now=ids.now())
+
+
 def delete_file(db: Database, blobs: BlobStore, owner: str, file_id: str) -> None:
     with db.transaction() as s:
         row = repo.get_file(s, owner, file_id, now=ids.now())

@@ -7,7 +7,6 @@ the same lines; every input line lands exactly once, in the output file or in th
 from __future__ import annotations
 
 import hashlib
-import time
 
 import orjson
 
@@ -20,7 +19,7 @@ from blendserve.store.statuses import BatchStatus, RequestStatus
 
 UNFINISHED = (RequestStatus.PENDING, RequestStatus.IN_FLIGHT)
 CANCELLED_ERROR = orjson.dumps(
-    {"code": "batch_cancelled", "message": "The batch was cancelled before this request ran."}
+    {"code": "batch_cancelled", "message": "The batch was cancelled before this request finished."}
 ).decode()
 EXPIRED_ERROR = orjson.dumps(
     {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}
@@ -33,10 +32,8 @@ def finalize_if_idle(db: Database, blobs: BlobStore, batch_id: str) -> str | Non
         batch = repo.lock_batch(s, batch_id)
         if batch is None or batch.status not in lifecycle.ACTIVE:
             return None
-        if batch.status == BatchStatus.CANCELLING:
-            repo.set_status_where(
-                s, batch_id, [RequestStatus.PENDING], RequestStatus.CANCELLED, CANCELLED_ERROR, time.time()
-            )
+        if batch.status == BatchStatus.CANCELLING:  # lines in flight are aborted: a late result cannot land
+            repo.set_status_where(s, batch_id, UNFINISHED, RequestStatus.CANCELLED, CANCELLED_ERROR, ids.now_precise())
         counts = repo.request_status_counts(s, batch_id)
         if counts.get(RequestStatus.IN_FLIGHT, 0) or (
             batch.status == BatchStatus.IN_PROGRESS and counts.get(RequestStatus.PENDING, 0)
@@ -55,7 +52,7 @@ def expire(db: Database, blobs: BlobStore, batch_id: str) -> bool:
         batch = repo.lock_batch(s, batch_id)
         if batch is None or batch.status != BatchStatus.IN_PROGRESS:
             return False
-        repo.set_status_where(s, batch_id, UNFINISHED, RequestStatus.EXPIRED, EXPIRED_ERROR, time.time())
+        repo.set_status_where(s, batch_id, UNFINISHED, RequestStatus.EXPIRED, EXPIRED_ERROR, ids.now_precise())
     _write_and_close(db, blobs, batch_id, BatchStatus.EXPIRED)
     return True
 

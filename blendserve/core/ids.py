@@ -31,3 +31,8 @@ def now() -> int:
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+def now_precise() -> float:
+    """Wall-clock seconds with a fraction (leases, per-line finish times)."""
+    return time.time()

@@ -29,7 +29,7 @@ class HasStatus(Protocol):
 
 
 def can_transition(current: str, target: str) -> bool:
-    return target in TRANSITIONS.get(current, frozenset())
+    return target in TRANSITIONS.get(BatchStatus(current), frozenset())
 
 
 def transition(batch: HasStatus, target: str, now: int) -> None:

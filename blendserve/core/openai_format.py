@@ -8,8 +8,8 @@ from __future__ import annotations
 import base64
 import secrets
 import struct
-import time
 
+from blendserve.core import ids
 from blendserve.core.responses_format import response_object, to_chat_body
 from blendserve.core.runtime.base import (
     EmbedParams,
@@ -268,7 +268,7 @@ def _completion_envelope(id_prefix: str, object_: str, model: str, choices: list
     return {
         "id": id_prefix + secrets.token_hex(12),
         "object": object_,
-        "created": int(time.time()),
+        "created": ids.now(),
         "model": model,
         "choices": choices,
         "usage": _usage(result),

@@ -16,7 +16,9 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    url = normalize_url(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    assert url, "alembic needs sqlalchemy.url (store/migrate.py sets it)"
+    url = normalize_url(url)
     engine = make_engine(url)
     with engine.connect() as conn:
         _run(conn)

@@ -3,10 +3,9 @@ row is still in_flight, so a late answer after cancel/expiry/recovery can never 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import CursorResult, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from blendserve.store.db import Database
@@ -23,9 +22,8 @@ class PendingRow:
     attempts: int
 
 
-def acquire_lease(db: Database, name: str, holder: str, seconds: float) -> bool:
+def acquire_lease(db: Database, name: str, holder: str, seconds: float, now: float) -> bool:
     """Take or renew the named lease; True when `holder` holds it until now + seconds."""
-    now = time.time()
     try:
         with db.transaction() as s:
             lease = s.scalars(select(Lease).where(Lease.name == name).with_for_update()).first()
@@ -50,7 +48,7 @@ def release_lease(db: Database, name: str, holder: str) -> None:
 def requeue_in_flight(db: Database) -> int:
     """After taking over from a dead dispatcher: whatever it left in flight runs again (finished rows stay)."""
     with db.transaction() as s:
-        result = s.execute(
+        result: CursorResult = s.execute(  # type: ignore[assignment]  # an UPDATE gives a cursor result
             update(BatchRequest)
             .where(BatchRequest.status == RequestStatus.IN_FLIGHT)
             .values(status=RequestStatus.PENDING)
@@ -138,6 +136,7 @@ def record_result(
     status_code: int | None,
     error_json: str | None,
     request_id: str,
+    finished_at: float,
     prompt_tokens: int = 0,
     cached_tokens: int = 0,
     completion_tokens: int = 0,
@@ -155,7 +154,7 @@ def record_result(
                 "code": status_code,
                 "error_json": error_json,
                 "req_id": request_id,
-                "at": time.time(),
+                "at": finished_at,
                 **usage,
             },
         ).rowcount
@@ -179,4 +178,4 @@ def active_batches(db: Database) -> list[tuple[str, str, int | None]]:
         Batch.status.in_((BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING, BatchStatus.FINALIZING))
     )
     with db.transaction() as s:
-        return [tuple(row) for row in s.execute(stmt)]
+        return [(row.id, row.status, row.expires_at) for row in s.execute(stmt)]

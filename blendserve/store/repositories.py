@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import CursorResult, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from blendserve.store.models import Batch, BatchRequest, File
@@ -13,23 +13,10 @@ from blendserve.store.models import Batch, BatchRequest, File
 def _page(session: Session, model, owner: str, limit: int, after: str | None, newest_first: bool, *where):
     """Keyset pagination on (created_ns, id): stable while rows are added."""
     stmt = select(model).where(model.owner == owner, *where)
-    if after:
-        anchor = session.get(model, after)
-        if anchor is not None and anchor.owner == owner:
-            if newest_first:
-                stmt = stmt.where(
-                    or_(
-                        model.created_ns < anchor.created_ns,
-                        and_(model.created_ns == anchor.created_ns, model.id < anchor.id),
-                    )
-                )
-            else:
-                stmt = stmt.where(
-                    or_(
-                        model.created_ns > anchor.created_ns,
-                        and_(model.created_ns == anchor.created_ns, model.id > anchor.id),
-                    )
-                )
+    anchor = session.get(model, after) if after else None
+    if anchor is not None and anchor.owner == owner:
+        key, at = tuple_(model.created_ns, model.id), tuple_(anchor.created_ns, anchor.id)
+        stmt = stmt.where(key < at if newest_first else key > at)
     order = (model.created_ns.desc(), model.id.desc()) if newest_first else (model.created_ns, model.id)
     rows = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
     return rows[:limit], len(rows) > limit
@@ -133,7 +120,8 @@ def set_status_where(
         .where(BatchRequest.batch_id == batch_id, BatchRequest.status.in_(from_statuses))
         .values(**values)
     )
-    return session.execute(stmt).rowcount or 0
+    result: CursorResult = session.execute(stmt)  # type: ignore[assignment]  # an UPDATE gives a cursor result
+    return result.rowcount or 0
 
 
 def lock_batch(session: Session, batch_id: str) -> Batch | None:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import make_settings, running_client
 from tests.helpers import chat_line, upload, upload_batch
 from tests.spec import assert_matches
+from tests.support import make_settings, running_client
 
 pytestmark = pytest.mark.anyio
 A = {"Authorization": "Bearer key-a"}

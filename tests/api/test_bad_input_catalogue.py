@@ -10,14 +10,15 @@ import asyncio
 import json
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
 from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.loop import Dispatcher
 from blendserve.core.runtime.simulated import SimulatedRuntime
-from tests.conftest import TABLES, make_settings, running_client
+from blendserve.store.models import Base
 from tests.helpers import chat_line, to_jsonl, upload
 from tests.spec import assert_matches
+from tests.support import make_settings, running_client
 
 pytestmark = pytest.mark.anyio
 A, B = {"Authorization": "Bearer sk-a"}, {"Authorization": "Bearer sk-b"}
@@ -51,8 +52,8 @@ async def api(migrated_url, tmp_path_factory):
     finally:
         engine = create_engine(migrated_url)
         with engine.begin() as conn:
-            for table in TABLES:
-                conn.execute(text(f"DELETE FROM {table}"))
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(table.delete())
         engine.dispose()
 
 

@@ -14,8 +14,8 @@ from blendserve.core.runtime.base import GenerateRequest, GenerateResult, Runtim
 from blendserve.core.runtime.simulated import SimulatedRuntime
 from blendserve.store.db import Database
 from blendserve.store.models import Batch
-from tests.conftest import make_settings, running_client
 from tests.helpers import chat_line, upload_batch
+from tests.support import make_settings, running_client
 
 pytestmark = pytest.mark.anyio
 
@@ -38,6 +38,16 @@ async def _wait(client, batch_id, statuses=("completed", "failed", "cancelled", 
             return batch
         await asyncio.sleep(0.05)
     raise AssertionError(f"batch stuck in {batch['status']}: {batch}")
+
+
+async def _until_some_done(client, batch_id, timeout=10.0):
+    """Poll until at least one line of the batch has finished (the batch is mid-flight)."""
+    for _ in range(int(timeout / 0.02)):
+        batch = (await client.get(f"/v1/batches/{batch_id}")).json()
+        if batch["request_counts"]["completed"] > 0:
+            return batch
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no line finished: {batch}")
 
 
 async def _lines(client, file_id):
@@ -126,7 +136,7 @@ async def test_cancel_keeps_finished_results_and_reports_the_rest(db_url, tmp_pa
     runtime.info.max_concurrency = 4
     async with running_client(_app(db_url, tmp_path, runtime)) as c:
         batch = (await upload_batch(c, [chat_line(i) for i in range(40)])).json()
-        await asyncio.sleep(0.5)
+        await _until_some_done(c, batch["id"])
         cancelling = (await c.post(f"/v1/batches/{batch['id']}/cancel")).json()
         assert cancelling["status"] in ("cancelling", "cancelled")
         done = await _wait(c, batch["id"], timeout=10)
@@ -142,7 +152,7 @@ async def test_expired_batch(db_url, tmp_path):
     runtime.info.max_concurrency = 2
     async with running_client(_app(db_url, tmp_path, runtime)) as c:
         batch = (await upload_batch(c, [chat_line(i) for i in range(20)])).json()
-        await asyncio.sleep(0.4)
+        await _until_some_done(c, batch["id"])
         db = Database(db_url)
         with db.transaction() as s:
             s.execute(update(Batch).where(Batch.id == batch["id"]).values(expires_at=1))
@@ -158,11 +168,14 @@ async def test_one_dispatcher_per_database(db_url, tmp_path):
     from blendserve.store import dispatch_queries as ds
 
     db = Database(db_url)
-    assert ds.acquire_lease(db, "t", "a", 30)
-    assert not ds.acquire_lease(db, "t", "b", 30)
-    assert ds.acquire_lease(db, "t", "a", 30)  # renew
-    ds.release_lease(db, "t", "a")
-    assert ds.acquire_lease(db, "t", "b", 30)
+    assert ds.acquire_lease(db, "t", "a", 30, now=1000.0)
+    assert not ds.acquire_lease(db, "t", "b", 30, now=1010.0)
+    assert ds.acquire_lease(db, "t", "a", 30, now=1020.0)  # renew: now held until 1050
+    assert not ds.acquire_lease(db, "t", "b", 30, now=1049.0)
+    assert ds.acquire_lease(db, "t", "b", 30, now=1051.0)  # lapsed: taken over
+    assert not ds.acquire_lease(db, "t", "a", 30, now=1052.0)
+    ds.release_lease(db, "t", "b")
+    assert ds.acquire_lease(db, "t", "a", 30, now=1053.0)
     db.dispose()
 
 
@@ -197,3 +210,42 @@ async def test_embeddings_batch(db_url, tmp_path):
         assert out["e1"]["usage"]["prompt_tokens"] == 1 + 3
         err = await _lines(c, done["error_file_id"])
         assert err[0]["response"]["body"]["error"]["param"] == "dimensions"
+
+
+class Hanging(SimulatedRuntime):
+    """Never finishes a request on its own; records what it was asked to abort."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: set[str] = set()
+        self.aborted: set[str] = set()
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        self.started.add(request.rid)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def abort(self, rids) -> None:
+        self.aborted.update(rids)
+
+
+async def test_cancel_aborts_lines_in_flight_on_the_runtime(db_url, tmp_path):
+    runtime = Hanging()
+    runtime.info.max_concurrency = 3
+    async with running_client(_app(db_url, tmp_path, runtime)) as c:
+        batch = (await upload_batch(c, [chat_line(i) for i in range(10)])).json()
+        for _ in range(500):
+            if len(runtime.started) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert len(runtime.started) == 3
+        assert (await c.post(f"/v1/batches/{batch['id']}/cancel")).json()["status"] in ("cancelling", "cancelled")
+        done = await _wait(c, batch["id"], timeout=10)
+        assert done["status"] == "cancelled" and done["request_counts"]["completed"] == 0
+        err = await _lines(c, done["error_file_id"])
+        assert len(err) == 10 and {x["error"]["code"] for x in err} == {"batch_cancelled"}
+        for _ in range(500):
+            if runtime.aborted == runtime.started:
+                break
+            await asyncio.sleep(0.01)
+        assert runtime.aborted == runtime.started  # every line that was running was aborted, by its attempt's rid

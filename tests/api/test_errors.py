@@ -17,7 +17,7 @@ async def test_unknown_route_and_method(client):
 
 async def test_unexpected_exception_is_an_envelope_not_a_trace(settings):
     from blendserve.api.app import create_app
-    from tests.conftest import running_client
+    from tests.support import running_client
 
     app = create_app(settings)
 

@@ -79,7 +79,7 @@ async def test_list_pagination_order_and_purpose(client):
 
 async def test_size_and_request_limits(db_url, tmp_path):
     from blendserve.api.app import create_app
-    from tests.conftest import make_settings, running_client
+    from tests.support import make_settings, running_client
 
     settings = make_settings(db_url, tmp_path / "d", max_file_bytes=3 * 1024 * 1024, max_file_lines=3)
     async with running_client(create_app(settings)) as c:

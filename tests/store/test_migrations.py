@@ -17,9 +17,9 @@ def fresh_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'm.db'}"
     else:
-        from tests.conftest import _pg_database
+        from tests.support import pg_database
 
-        yield from _pg_database()
+        yield from pg_database()
 
 
 def _tables(url: str) -> set[str]:

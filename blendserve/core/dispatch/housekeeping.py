@@ -27,21 +27,23 @@ class Housekeeper:
         if now - self._last_file_sweep >= FILE_SWEEP_EVERY_S:
             self._last_file_sweep = now
             await self.dbw.run(files.delete_expired, self.dbw.db, self.blobs)
-        for batch_id, status, expires_at in await self.dbw.run(ds.active_batches, self.dbw.db):
+        active = await self.dbw.run(ds.active_batches, self.dbw.db)
+        running = {batch_id for batch_id, status, _ in active if status == BatchStatus.IN_PROGRESS}
+        for batch_id, status, expires_at in active:
             if status == BatchStatus.IN_PROGRESS and expires_at is not None and expires_at <= now:
-                await self._expire(batch_id)
+                running.discard(batch_id)
+                if await self.dbw.run(finalize.expire, self.dbw.db, self.blobs, batch_id):
+                    self.stats.finalized += 1
                 continue
-            if status == BatchStatus.CANCELLING:
-                self.pending.forget_batch(batch_id)  # lines in flight finish and land
             idle = status != BatchStatus.IN_PROGRESS or self.pending.batch_idle(batch_id)
-            if idle and await self.dbw.run(finalize.finalize_if_idle, self.dbw.db, self.blobs, batch_id):
+            if idle and await self.dbw.run(finalize.finalize_if_idle, self.dbw.db, self.blobs, batch_id) is not None:
                 self.stats.finalized += 1
-                self.pending.close_batch(batch_id)
+        self._abandon_ended(running)
 
-    async def _expire(self, batch_id: str) -> None:
-        """Expired lines are written as final first, so a result still running cannot land after it."""
-        in_flight = self.pending.forget_batch(batch_id)
-        if await self.dbw.run(finalize.expire, self.dbw.db, self.blobs, batch_id):
-            self.stats.finalized += 1
-        for row_id in in_flight:
-            self.runner.cancel(row_id)
+    def _abandon_ended(self, running: set[str]) -> None:
+        """Batches this dispatcher holds lines of that are no longer running (cancelled, expired, failed; here or by
+        another replica): their waiting lines leave the tree and their lines in flight are aborted. Their rows
+        are final already, so nothing of them can land."""
+        for batch_id in self.pending.batch_ids() - running:
+            for row_id in self.pending.forget_batch(batch_id):
+                self.runner.abort(row_id)

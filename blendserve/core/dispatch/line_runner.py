@@ -46,6 +46,7 @@ class LineRunner:
         self.dbw, self.runtime, self.config, self.pending, self.stats = dbw, runtime, config, pending, stats
         self.on_done = on_done  # wakes the loop: a slot is free
         self.running: dict[int, asyncio.Task[None]] = {}
+        self.rids: dict[int, str] = {}  # the runtime request id of each line's current attempt
 
     def __len__(self) -> int:
         return len(self.running)
@@ -54,11 +55,21 @@ class LineRunner:
         self.stats.dispatched += 1
         self.running[entry.row.id] = asyncio.create_task(self._run(entry), name=f"line-{entry.row.id}")
 
-    def cancel(self, row_id: int) -> None:
-        """Stop waiting for a line (its batch expired); its row is already final, so nothing lands."""
+    def abort(self, row_id: int) -> None:
+        """Stop a line whose batch ended (its row is final, so nothing lands): stop waiting for it and tell the
+        runtime to stop generating it."""
         task = self.running.get(row_id)
         if task is not None:
             task.cancel()
+        rid = self.rids.pop(row_id, None)
+        if rid is not None:
+            asyncio.create_task(self._abort_on_runtime(rid), name=f"abort-{rid}")
+
+    async def _abort_on_runtime(self, rid: str) -> None:
+        try:
+            await self.runtime.abort([rid])
+        except Exception as exc:  # best effort: the runtime also drops requests whose client went away
+            log.warning("abort of %s on the runtime failed: %s", rid, exc)
 
     async def stop(self) -> None:
         for task in list(self.running.values()):
@@ -78,6 +89,7 @@ class LineRunner:
             status_code=status_code,
             error_json=orjson.dumps(error).decode() if error is not None else None,
             request_id=ids.request_id(),
+            finished_at=ids.now_precise(),
         )
         if landed:
             self.stats.failed += 1
@@ -95,8 +107,9 @@ class LineRunner:
     async def _run(self, entry: Entry) -> None:
         row = entry.row
         attempt = row.attempts + 1
+        rid = self.rids[row.id] = f"{row.id}-{attempt}"
         try:
-            outcome = await asyncio.wait_for(self._execute(entry, f"{row.id}-{attempt}"), self.config.request_timeout_s)
+            outcome = await asyncio.wait_for(self._execute(entry, rid), self.config.request_timeout_s)
             await self._land(entry, outcome)
             self.pending.drop(row.id)
         except asyncio.CancelledError:
@@ -111,6 +124,7 @@ class LineRunner:
         finally:
             self.pending.finished(entry)
             self.running.pop(row.id, None)
+            self.rids.pop(row.id, None)
             self.on_done()
 
     async def _land(self, entry: Entry, outcome: Outcome) -> None:
@@ -125,6 +139,7 @@ class LineRunner:
             status_code=200,
             error_json=None,
             request_id=ids.request_id(),
+            finished_at=ids.now_precise(),
             prompt_tokens=outcome.prompt_tokens,
             cached_tokens=outcome.cached_tokens,
             completion_tokens=outcome.completion_tokens,

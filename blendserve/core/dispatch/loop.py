@@ -15,6 +15,7 @@ import socket
 import time
 import uuid
 
+from blendserve.core import ids
 from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.db_worker import DbWorker
 from blendserve.core.dispatch.housekeeping import Housekeeper
@@ -116,7 +117,9 @@ class Dispatcher:
         now = time.monotonic()
         if self.holding and now - self._lease_renewed < self.config.lease_seconds / 3:
             return True
-        held = await self.dbw.run(ds.acquire_lease, self.dbw.db, LEASE, self.holder, self.config.lease_seconds)
+        held = await self.dbw.run(
+            ds.acquire_lease, self.dbw.db, LEASE, self.holder, self.config.lease_seconds, ids.now_precise()
+        )
         if held and not self.holding:
             requeued = await self.dbw.run(ds.requeue_in_flight, self.dbw.db)
             log.info("dispatcher %s active; %d line(s) left in flight before requeued", self.holder, requeued)

@@ -7,6 +7,7 @@ back when a line finishes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from blendserve.core.runtime.base import EmbedParams, SamplingParams
 from blendserve.core.sched.perf_model import PerfModel
@@ -66,7 +67,7 @@ class PendingSet:
         picked += self.scanner.next_requests(
             kv_capacity, self.inflight[LEFT], self.inflight[RIGHT], limit=room - len(picked)
         )
-        return [(treq.payload, side) for treq, side in picked]
+        return [(cast(Entry, treq.payload), side) for treq, side in picked]
 
     def started(self, entry: Entry, side: Side) -> None:
         entry.side = side
@@ -92,6 +93,8 @@ class PendingSet:
         rows = self.by_batch.get(entry.row.batch_id)
         if rows is not None:
             rows.discard(row_id)
+            if not rows:
+                del self.by_batch[entry.row.batch_id]
 
     def forget_batch(self, batch_id: str) -> list[int]:
         """Take a batch's waiting lines out of the tree; returns the ids of its lines still in flight."""
@@ -106,12 +109,13 @@ class PendingSet:
                 in_flight.append(row_id)
         return in_flight
 
+    def batch_ids(self) -> set[str]:
+        """Batches with lines waiting or in flight here."""
+        return set(self.by_batch)
+
     def batch_idle(self, batch_id: str) -> bool:
         """No line of the batch is waiting or in flight here."""
         return not self.by_batch.get(batch_id)
-
-    def close_batch(self, batch_id: str) -> None:
-        self.by_batch.pop(batch_id, None)
 
     def learn(self, entry: Entry, output_tokens: int) -> None:
         """Refine the subtree's output-length estimate; re-lay the order each time observations double."""

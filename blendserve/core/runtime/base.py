@@ -1,15 +1,27 @@
 """The Runtime contract the dispatcher drives (see ARCHITECTURE.md "Runtime contract").
 
 A runtime knows its model: its name, a tokenizer (text / chat messages -> token ids, with the model's chat
-template), its KV capacity in tokens and the constants of the performance model. `generate` takes token ids
-and sampling parameters and returns output text, token counts, cached prompt tokens and a finish reason.
-Concurrency is bounded by the dispatcher, which also decides the ORDER: runtimes must serve requests in the
-order generate() is called (SGLang: --schedule-policy fcfs).
+template), its KV capacity in tokens, its input limit and the constants of the performance model. `generate`
+takes token ids and sampling parameters and returns output text, token counts, cached prompt tokens and a
+finish reason. Concurrency is bounded by the dispatcher, which also decides the ORDER: runtimes must serve
+requests in the order generate() is called (SGLang: --schedule-policy fcfs).
+
+Errors are typed, and the dispatcher acts on the type alone:
+- `UnsupportedParameter`: this line can never succeed here (bad parameter, prompt too long, a template that
+  rejects the messages). Fail the line alone with a 400 body; do not retry; the runtime is healthy.
+- `RuntimeError_` with `retryable=True`: transport error, 5xx, timeout, malformed answer, an abort the
+  dispatcher did not ask for. Retry with a new rid (attempt suffix) after a backoff.
+- `RuntimeUnavailable` (a retryable `RuntimeError_`): the runtime is down or not ready yet. Do not spend the
+  line's attempt: put it back and let the circuit breaker (health()) decide when to resume.
+- `RuntimeError_` with `retryable=False`: the runtime answered, but this line failed for good.
+- `Aborted`: the request was aborted through abort(); the dispatcher asked for it, so it drops the result.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from blendserve.core.sched.perf_model import PerfModel
@@ -50,7 +62,7 @@ class EmbedResult:
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    rid: str  # unique among requests in flight (row id + attempt)
+    rid: str  # unique among requests in flight (row id + attempt); copies of an n>1 request run as rid.0, rid.1..
     input_ids: tuple[int, ...]
     params: SamplingParams
 
@@ -85,26 +97,68 @@ class RuntimeError_(Exception):
         self.retryable = retryable
 
 
+class RuntimeUnavailable(RuntimeError_):
+    """The runtime is down or not ready: retryable, and not the line's fault (do not spend its attempt)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+class Aborted(RuntimeError_):
+    """The request was aborted by abort(); the caller asked for it and drops the line's result."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
 class UnsupportedParameter(Exception):
     """The request asks for something this runtime cannot do (a per-line error, not a crash)."""
+
+    retryable = False
 
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
 
 
+class HealthState(StrEnum):
+    STARTING = "starting"  # not connected yet (model loading, server not up): wait, do not fail lines
+    READY = "ready"
+    DOWN = "down"  # was up, does not answer now
+
+
+@dataclass(frozen=True)
+class Health:
+    state: HealthState
+    detail: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.state == HealthState.READY
+
+
 @dataclass
 class ModelInfo:
     name: str
     kv_capacity_tokens: int
-    max_context_tokens: int
+    max_context_tokens: int  # prompt + output tokens of one request
     perf: PerfModel
     max_concurrency: int = 64
     supports: frozenset[str] = field(default_factory=frozenset)  # optional features: "logprobs", "seed", "n"
+    max_input_tokens: int | None = None  # prompts must be SHORTER than this (SGLang: max_req_input_len)
+
+    def input_limit(self) -> int:
+        return self.max_input_tokens if self.max_input_tokens is not None else self.max_context_tokens
 
 
 @runtime_checkable
 class Tokenizer(Protocol):
+    """Text / chat messages -> the token ids the runtime itself would compute for them.
+
+    Raises UnsupportedParameter when the runtime's template or tokenizer rejects the input (per line), and
+    RuntimeError_ (retryable) or RuntimeUnavailable when a remote tokenizer fails, times out or is down.
+    Calls are blocking and bounded in time: the dispatcher runs them in a worker thread."""
+
     def encode_chat(self, messages: list[dict]) -> list[int]: ...
     def encode_text(self, text: str) -> list[int]: ...
 
@@ -114,8 +168,29 @@ class Runtime(Protocol):
     info: ModelInfo
     tokenizer: Tokenizer
 
-    async def start(self) -> None: ...
-    async def generate(self, request: GenerateRequest) -> GenerateResult: ...
+    async def start(self) -> None:
+        """Begin connecting or loading; returns promptly (seconds, never minutes) and does not raise because
+        the backend is down: health() reports STARTING until it is ready. Raises only on bad configuration."""
+
+    async def health(self) -> Health:
+        """The runtime's state now, answered within about 2 s; never raises. The circuit breaker calls it
+        while dispatch is paused and may call it every second: implementations cache briefly."""
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        """Run one request (n copies). Raises the typed errors of this module's docstring; cancelling the
+        awaiting task abandons the request (remote runtimes also abort it on disconnect)."""
+
+    def deadline_s(self, request: GenerateRequest) -> float:
+        """Seconds the caller should wait for generate(request) before cancelling it (then abort() it and
+        retry): derived from max_new_tokens x n and the decode rate measured on this runtime, with slack for
+        queueing, bounded by the configured request timeout."""
+
     async def embed(self, params: EmbedParams) -> EmbedResult: ...
-    async def abort(self, rid: str) -> None: ...
+
+    async def abort(self, rids: Sequence[str]) -> None:
+        """Abort the requests sent as generate(GenerateRequest(rid, ...)) for each rid given, every copy of
+        an n>1 request included. Safe for unknown, finished or already aborted rids (a no-op for those);
+        best effort, bounded in time, never raises. The aborted generate() raises Aborted (or the cancelled
+        task ends); the runtime's KV and slots are freed."""
+
     async def close(self) -> None: ...

@@ -15,6 +15,7 @@ def build_runtime(settings: Settings) -> Runtime:
             PerfModel.preset(gpu=settings.gpu),
             settings.model_name or "simulated",
             time_scale=settings.simulated_time_scale,
+            timeout_s=settings.request_timeout_s,
         )
     if settings.runtime == "local":
         from blendserve.core.runtime.local import LocalRuntime
@@ -24,7 +25,13 @@ def build_runtime(settings: Settings) -> Runtime:
         from blendserve.core.runtime.sglang_http import SGLangHTTPRuntime
 
         return SGLangHTTPRuntime(
-            settings.sglang_url, PerfModel.preset(gpu=settings.gpu), timeout_s=settings.request_timeout_s
+            settings.sglang_url,
+            PerfModel.preset(gpu=settings.gpu),
+            timeout_s=settings.request_timeout_s,
+            model_name=settings.model_name,
+            info_timeout_s=settings.sglang_info_timeout_s,
+            tokenize_timeout_s=settings.sglang_tokenize_timeout_s,
+            tokenizer_path=settings.tokenizer_path or settings.model_path,
         )
     if settings.runtime == "sglang-engine":
         from blendserve.core.runtime.sglang_engine import SGLangEngineRuntime

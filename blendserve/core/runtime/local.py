@@ -14,11 +14,22 @@ import importlib.util
 import logging
 import os
 import shutil
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from blendserve.config import Settings
-from blendserve.core.runtime.base import EmbedParams, EmbedResult, GenerateRequest, GenerateResult, ModelInfo
+from blendserve.core.runtime.base import (
+    EmbedParams,
+    EmbedResult,
+    GenerateRequest,
+    GenerateResult,
+    Health,
+    HealthState,
+    ModelInfo,
+)
+from blendserve.core.runtime.deadline import DeadlineEstimator
 from blendserve.core.runtime.hf_tokenizer import HFTokenizer
 from blendserve.core.sched.perf_model import GpuSpec, ModelSpec, PerfModel
 
@@ -83,6 +94,7 @@ class LocalRuntime:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
         self._embed_lock = asyncio.Lock()
+        self.deadlines = DeadlineEstimator(settings.request_timeout_s, initial_rate=2.0)
 
     async def start(self) -> None:
         await asyncio.to_thread(self._load)
@@ -107,13 +119,26 @@ class LocalRuntime:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
 
-    async def abort(self, rid: str) -> None:
+    async def health(self) -> Health:
+        if self.model is None:
+            return Health(HealthState.STARTING, "loading the model")
+        if self._worker is None or self._worker.done():
+            return Health(HealthState.DOWN, "the generation worker stopped")
+        return Health(HealthState.READY)
+
+    def deadline_s(self, request: GenerateRequest) -> float:
+        return self.deadlines.deadline_s(request.params.max_new_tokens)
+
+    async def abort(self, rids: Sequence[str]) -> None:
         return None  # a running static batch cannot drop one row; its result is discarded by the caller
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         future = asyncio.get_running_loop().create_future()
+        started = time.monotonic()
         await self._queue.put(_Job(request, future))
-        return await future
+        result = await future
+        self.deadlines.observe(result.completion_tokens // max(1, request.params.n), time.monotonic() - started)
+        return result
 
     async def embed(self, params: EmbedParams) -> EmbedResult:
         """Mean-pooled, L2-normalised last hidden state of the decoder (576 dimensions). A causal LM is no

@@ -1,102 +1,167 @@
 """SGLang over HTTP: native POST /generate with input_ids (so our token tree and SGLang's radix cache see the
 same tokens), /v1/tokenize for chat-template token ids, /model_info + /server_info for the model and KV size.
 
-Launch SGLang with:  python -m sglang.launch_server --model-path M --schedule-policy fcfs --enable-metrics
-(fcfs keeps our dispatch order; the radix cache stays on, i.e. no --disable-radix-cache). See README.
+Launch SGLang with `--schedule-policy fcfs` (keeps our dispatch order), and `--enable-deterministic-inference`
+when seeds must hold (README). start() returns at once: a background task connects (bounded timeouts on every
+info call, backoff between tries) and health() says STARTING until it has, so the API serves while SGLang is
+down or its info endpoints hang. Until then generate() raises RuntimeUnavailable.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
 import httpx
 
+from blendserve.core.runtime import sglang_info, sglang_params
 from blendserve.core.runtime.base import (
-    Choice,
     GenerateRequest,
     GenerateResult,
+    Health,
+    HealthState,
     ModelInfo,
     RuntimeError_,
+    RuntimeUnavailable,
     UnsupportedParameter,
 )
+from blendserve.core.runtime.deadline import DeadlineEstimator
+from blendserve.core.runtime.sglang_result import parse_items
+from blendserve.core.runtime.sglang_tokenize import HTTPTokenizer, _message
+from blendserve.core.runtime.token_text import TokenText
 from blendserve.core.sched.perf_model import PerfModel
 
-
-def sampling_params(req: GenerateRequest) -> dict:
-    """OpenAI-side params -> SGLang's sampling_params keys (unknown keys are an HTTP 400 in SGLang)."""
-    p = req.params
-    out = {
-        "max_new_tokens": p.max_new_tokens,
-        "temperature": p.temperature,
-        "top_p": p.top_p,
-        "frequency_penalty": p.frequency_penalty,
-        "presence_penalty": p.presence_penalty,
-    }
-    if p.stop:
-        out["stop"] = list(p.stop)
-    if p.seed is not None:
-        out["sampling_seed"] = p.seed
-    return out
-
-
-class HTTPTokenizer:
-    """Token ids exactly as SGLang renders them (POST /v1/tokenize), so cache prefixes match."""
-
-    def __init__(self, base_url: str, timeout: float) -> None:
-        self.client = httpx.Client(base_url=base_url, timeout=timeout)
-
-    def _tokens(self, payload: dict) -> list[int]:
-        resp = self.client.post("/v1/tokenize", json=payload)
-        resp.raise_for_status()
-        return list(resp.json()["tokens"])
-
-    def encode_text(self, text: str) -> list[int]:
-        return self._tokens({"prompt": text})
-
-    def encode_chat(self, messages: list[dict]) -> list[int]:
-        return self._tokens({"messages": messages, "add_generation_prompt": True})
+log = logging.getLogger("blendserve.sglang")
+HEALTH_CACHE_S = 1.0
+sampling_params = sglang_params.sampling_params
 
 
 class SGLangHTTPRuntime:
-    def __init__(self, base_url: str, perf: PerfModel, timeout_s: float = 600.0, max_concurrency: int = 256) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        perf: PerfModel,
+        timeout_s: float = 600.0,
+        max_concurrency: int = 256,
+        model_name: str | None = None,
+        info_timeout_s: float = 5.0,
+        tokenize_timeout_s: float = 30.0,
+        tokenizer_path: str | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
         self.perf = perf
-        self.client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
-        self.tokenizer = HTTPTokenizer(self.base_url, 60.0)
+        self.model_name = model_name
+        self.tokenizer_path = tokenizer_path
+        self.info_timeout = httpx.Timeout(info_timeout_s, connect=min(info_timeout_s, 5.0))
+        # /generate: the dispatcher's deadline (deadline_s) cancels first; this read timeout is the backstop
+        self.client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout_s, connect=5.0))
+        self.tokenizer = HTTPTokenizer(self.base_url, tokenize_timeout_s, connect_s=min(info_timeout_s, 5.0))
         self.info = ModelInfo(
-            "unknown", perf.kv_capacity_tokens, 32768, perf, max_concurrency, frozenset({"logprobs", "seed", "n"})
+            model_name or "sglang-model",
+            perf.kv_capacity_tokens,
+            32768,
+            perf,
+            max_concurrency,
+            frozenset({"logprobs", "seed", "n"}),
         )
+        self.deadlines = DeadlineEstimator(timeout_s)
+        self.token_text: TokenText | None = None
+        self._state, self._detail = HealthState.STARTING, "connecting"
+        self._checked = 0.0
+        self._connector: asyncio.Task | None = None
+        self._inflight: dict[str, list[str]] = {}  # request rid -> the copy rids sent
+        self._aborted: set[str] = set()
+
+    # ---- connection -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._connector = asyncio.create_task(self._connect_until_ready(), name="sglang-connect")
+
+    async def _connect_until_ready(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._read_info()
+                self._set(HealthState.READY, "")
+                log.info(
+                    "SGLang at %s ready: %s, KV %d tokens", self.base_url, self.info.name, self.info.kv_capacity_tokens
+                )
+                return
+            except (httpx.HTTPError, RuntimeError_, ValueError) as exc:
+                self._set(self._state, f"{type(exc).__name__}: {exc}")
+                log.warning("SGLang at %s not ready (%s); retrying in %.1f s", self.base_url, self._detail, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     async def _get_json(self, *paths: str) -> dict:
         """First path that answers 200 (0.5.23 names, then the deprecated aliases of older servers)."""
-        last = None
+        status = None
         for path in paths:
-            resp = await self.client.get(path)
+            resp = await self.client.get(path, timeout=self.info_timeout)
             if resp.status_code == 200:
-                return resp.json()
-            last = resp
-        raise RuntimeError_(f"SGLang at {self.base_url} answered {last.status_code if last else '?'} for {paths}")
+                body = resp.json()
+                if isinstance(body, dict):
+                    return body
+            status = resp.status_code
+        raise RuntimeError_(f"SGLang answered {status} for {paths}")
 
-    async def start(self) -> None:
+    async def _read_info(self) -> None:
         model = await self._get_json("/model_info", "/get_model_info")
         server = await self._get_json("/server_info", "/get_server_info")
         models = await self._get_json("/v1/models")
-        name = model.get("served_model_name") or model.get("model_path") or "sglang-model"
         context = next((m.get("max_model_len") for m in models.get("data", []) if m.get("max_model_len")), None)
-        self.info = ModelInfo(
-            name,
-            int(server.get("max_total_num_tokens") or self.perf.kv_capacity_tokens),
-            int(context or server.get("max_req_input_len") or 32768),
-            self.perf,
-            self.info.max_concurrency,
-            self.info.supports,
-        )
+        sglang_info.apply_server_info(self.info, server, context, sglang_info.model_name(model, self.model_name))
+        if self.token_text is None:
+            self.token_text = await asyncio.to_thread(_load_token_text, self.tokenizer_path, model.get("model_path"))
+
+    def _set(self, state: HealthState, detail: str) -> None:
+        self._state, self._detail, self._checked = state, detail, time.monotonic()
+
+    async def health(self) -> Health:
+        if self._connector is not None and not self._connector.done():
+            return Health(self._state, self._detail)
+        if time.monotonic() - self._checked < HEALTH_CACHE_S:
+            return Health(self._state, self._detail)
+        try:
+            resp = await self.client.get("/ready", timeout=httpx.Timeout(2.0))
+            if resp.status_code == 404:  # older servers: /health
+                resp = await self.client.get("/health", timeout=httpx.Timeout(2.0))
+            ok = resp.status_code == 200
+            self._set(
+                HealthState.READY if ok else HealthState.DOWN, "" if ok else f"/ready answered {resp.status_code}"
+            )
+        except httpx.HTTPError as exc:
+            self._set(HealthState.DOWN, f"{type(exc).__name__}: {exc}")
+        return Health(self._state, self._detail)
 
     async def close(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connector
         await self.client.aclose()
-        self.tokenizer.client.close()
+        self.tokenizer.close()
 
-    async def abort(self, rid: str) -> None:
-        await self.client.post("/abort_request", json={"rid": rid, "abort_all": False})
+    # ---- requests ---------------------------------------------------------------------------------------
+    def deadline_s(self, request: GenerateRequest) -> float:
+        return self.deadlines.deadline_s(request.params.max_new_tokens)
+
+    async def abort(self, rids: Sequence[str]) -> None:
+        for rid in rids:
+            copies = self._inflight.get(rid)
+            if copies is None:
+                continue  # unknown or finished: nothing runs under it
+            self._aborted.add(rid)
+            for copy in copies:
+                try:
+                    await self.client.post(
+                        "/abort_request", json={"rid": copy, "abort_all": False}, timeout=self.info_timeout
+                    )
+                except httpx.HTTPError as exc:  # best effort: a dropped connection aborts it within 4 s too
+                    log.warning("abort of %s failed: %s", copy, exc)
 
     async def embed(self, params) -> GenerateResult:
         raise UnsupportedParameter(
@@ -104,60 +169,56 @@ class SGLangHTTPRuntime:
         )
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
-        n = request.params.n
-        rids = [request.rid] if n == 1 else [f"{request.rid}.{i}" for i in range(n)]
-        payload = {
-            "input_ids": [list(request.input_ids)] * n,
-            "sampling_params": [sampling_params(request)] * n,
-            "rid": rids,
-            "stream": False,
-        }
-        if request.params.logprobs:
-            payload.update(
-                return_logprob=True, top_logprobs_num=request.params.top_logprobs, return_text_in_logprobs=True
-            )
+        if self._state == HealthState.STARTING:
+            raise RuntimeUnavailable(f"SGLang at {self.base_url} is not ready: {self._detail}")
+        sglang_params.check(request, self.info)
+        body = sglang_params.generate_body(request, with_logprob_text=self.token_text is None)
+        self._inflight[request.rid] = body["rid"]
         try:
-            resp = await self.client.post("/generate", json=payload)
+            resp = await self._post_generate(body)
+            result, timings = parse_items(request, _json(resp), request.rid in self._aborted, self.token_text)
+        finally:
+            self._inflight.pop(request.rid, None)
+            self._aborted.discard(request.rid)
+        for tokens, seconds in timings:
+            self.deadlines.observe(tokens, seconds)
+        return result
+
+    async def _post_generate(self, body: dict) -> httpx.Response:
+        try:
+            resp = await self.client.post("/generate", json=body)
+        except httpx.ConnectError as exc:
+            self._set(HealthState.DOWN, f"ConnectError: {exc}")
+            raise RuntimeUnavailable(f"SGLang unreachable: {exc}") from exc
         except httpx.HTTPError as exc:
-            raise RuntimeError_(f"SGLang unreachable: {exc}") from exc
+            raise RuntimeError_(f"SGLang /generate failed: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code == 400:
+            message = _message(resp)
+            if "Duplicate request ID" in message:  # a retry with a new attempt suffix is fine
+                raise RuntimeError_(f"SGLang /generate 400: {message}")
+            raise UnsupportedParameter(f"SGLang rejected the request: {message}")
         if resp.status_code >= 400:
             raise RuntimeError_(
                 f"SGLang /generate {resp.status_code}: {resp.text[:300]}", retryable=resp.status_code >= 500
             )
-        items = resp.json()
-        items = items if isinstance(items, list) else [items]
-        return _result(request, items)
+        return resp
 
 
-def _result(request: GenerateRequest, items: list[dict]) -> GenerateResult:
-    choices, prompt, cached, retractions = [], 0, 0, 0
-    for item in items:
-        meta = item["meta_info"]
-        finish = meta.get("finish_reason") or {}
-        if finish.get("type") == "abort":
-            raise RuntimeError_(f"SGLang aborted the request: {finish.get('message')}")
-        prompt, cached = meta["prompt_tokens"], max(cached, meta.get("cached_tokens", 0))
-        retractions += meta.get("num_retractions", 0)
-        logprobs = None
-        if "output_token_logprobs" in meta:
-            tops = meta.get("output_top_logprobs") or [None] * len(meta["output_token_logprobs"])
-            logprobs = [
-                {
-                    "token": text or "",
-                    "logprob": lp,
-                    "bytes": list((text or "").encode()),
-                    "top_logprobs": [
-                        {"token": t or "", "logprob": v, "bytes": list((t or "").encode())} for v, _, t in (top or [])
-                    ],
-                }
-                for (lp, _, text), top in zip(meta["output_token_logprobs"], tops, strict=False)
-            ]
-        choices.append(
-            Choice(
-                item.get("text", ""),
-                meta["completion_tokens"],
-                "length" if finish.get("type") == "length" else "stop",
-                logprobs,
-            )
-        )
-    return GenerateResult(request.rid, tuple(choices), prompt, cached, retractions)
+def _json(resp: httpx.Response) -> object:
+    try:
+        return resp.json()
+    except ValueError as exc:
+        raise RuntimeError_(f"SGLang /generate answered malformed JSON: {resp.text[:100]!r}") from exc
+
+
+def _load_token_text(*paths: str | None) -> TokenText | None:
+    """The model's tokenizer for exact logprob bytes, when one of the paths is a local directory."""
+    for path in paths:
+        if path and Path(path).is_dir():
+            try:
+                from transformers import AutoTokenizer
+
+                return TokenText(AutoTokenizer.from_pretrained(path))
+            except Exception as exc:  # an optional refinement; SGLang's per-token text is the fallback
+                log.warning("no tokenizer from %s (%s): logprob bytes come from SGLang's token text", path, exc)
+    return None

@@ -11,8 +11,18 @@ import asyncio
 import hashlib
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 
-from blendserve.core.runtime.base import Choice, EmbedParams, EmbedResult, GenerateRequest, GenerateResult, ModelInfo
+from blendserve.core.runtime.base import (
+    Choice,
+    EmbedParams,
+    EmbedResult,
+    GenerateRequest,
+    GenerateResult,
+    Health,
+    HealthState,
+    ModelInfo,
+)
 from blendserve.core.sched.perf_model import PerfModel
 
 BLOCK = 16
@@ -36,6 +46,7 @@ class SimulatedRuntime:
         model_name: str = "simulated",
         time_scale: float = 0.0,
         max_concurrency: int = 256,
+        timeout_s: float = 600.0,
     ) -> None:
         perf = perf or PerfModel.preset()
         self.info = ModelInfo(
@@ -46,6 +57,7 @@ class SimulatedRuntime:
         self._blocks: OrderedDict[bytes, None] = OrderedDict()
         self._max_blocks = max(1, perf.kv_capacity_tokens // BLOCK)
         self.calls = 0
+        self.timeout_s = timeout_s
 
     async def start(self) -> None:
         return None
@@ -53,7 +65,13 @@ class SimulatedRuntime:
     async def close(self) -> None:
         return None
 
-    async def abort(self, rid: str) -> None:
+    async def health(self) -> Health:
+        return Health(HealthState.READY)
+
+    def deadline_s(self, request: GenerateRequest) -> float:
+        return self.timeout_s
+
+    async def abort(self, rids: Sequence[str]) -> None:
         return None
 
     def _cached(self, ids: tuple[int, ...]) -> int:
