@@ -36,7 +36,6 @@ def create_app(
         if dispatcher_factory is not None:
             ctx.dispatcher = dispatcher_factory(ctx.db, ctx.blobs)
             await ctx.dispatcher.start()
-            ctx.model_ids = tuple(n for m in ctx.dispatcher.model_ids for n in settings.served_names(m))
         sender = webhooks.WebhookSender(ctx.db, _retry_policy(settings))
         await sender.start()
         try:
@@ -65,8 +64,9 @@ def _build_context(settings: Settings, migrate: bool) -> AppContext:
     if not settings.api_keys:
         log.warning("No API keys configured (BLENDSERVE_API_KEYS): the server is OPEN to anyone who can reach it.")
     webhooks.sync_endpoints(db, _webhook_endpoints(settings))
-    model_ids = settings.served_names(settings.model_name) if settings.model_name else ()
-    limits = IntakeLimits(settings.max_file_lines, settings.max_batch_errors, frozenset(model_ids))
+    model_ids = (settings.model_name,) if settings.model_name else ()
+    served = frozenset(n for m in model_ids for n in settings.served_names(m))
+    limits = IntakeLimits(settings.max_file_lines, settings.max_batch_errors, served)
     recovered = recover_validating(db, blobs, limits)
     if recovered:
         log.info("re-validated %d batch(es) left in 'validating' by a previous process", recovered)

@@ -24,7 +24,12 @@ class AppContext:
     db: Database
     blobs: BlobStore
     dispatcher: Dispatcher | None = None  # None: an API-only server
-    model_ids: tuple[str, ...] = ()
+    model_ids: tuple[str, ...] = ()  # the configured model name, before a runtime says its own
+
+    def served_models(self) -> tuple[str, ...]:
+        """The names lines may use, read live: a runtime may learn its model's name after start (SGLang)."""
+        names = self.dispatcher.model_ids if self.dispatcher is not None else self.model_ids
+        return tuple(dict.fromkeys(n for m in names for n in self.settings.served_names(m)))
 
 
 def owner_for_key(key: str) -> str:

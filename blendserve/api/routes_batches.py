@@ -23,7 +23,8 @@ router = APIRouter(
 
 
 def _limits(ctx: Ctx) -> batches.IntakeLimits:
-    return batches.IntakeLimits(ctx.settings.max_file_lines, ctx.settings.max_batch_errors, frozenset(ctx.model_ids))
+    served = frozenset(ctx.served_models())
+    return batches.IntakeLimits(ctx.settings.max_file_lines, ctx.settings.max_batch_errors, served)
 
 
 @router.post("", response_model=BatchObject)
