@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from blendserve.store.models import WebhookDelivery, WebhookEndpoint
@@ -47,7 +47,8 @@ def claim(session: Session, delivery_id: str, seen_next_attempt: float, hold_unt
         )
         .values(next_attempt_at=hold_until)
     )
-    return (session.execute(stmt).rowcount or 0) == 1
+    result: CursorResult = session.execute(stmt)  # type: ignore[assignment]  # an UPDATE gives a cursor result
+    return (result.rowcount or 0) == 1
 
 
 def for_batch(session: Session, owner: str, batch_id: str) -> list[WebhookDelivery]:
