@@ -9,12 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine
 
 from blendserve.config import Settings
 from blendserve.store.migrate import upgrade
-from blendserve.store.models import Base
-from tests.support import make_settings, pg_database, running_client
+from tests.support import clean_tables, make_settings, pg_database, running_client
 
 
 @pytest.fixture
@@ -40,11 +38,7 @@ def migrated_url(request, tmp_path_factory) -> Iterator[str]:
 @pytest.fixture
 def db_url(migrated_url: str) -> Iterator[str]:
     yield migrated_url
-    engine = create_engine(migrated_url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):  # children first; new tables are included
-            conn.execute(table.delete())
-    engine.dispose()
+    clean_tables(migrated_url)
 
 
 @pytest.fixture

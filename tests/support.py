@@ -47,3 +47,14 @@ async def running_client(app, raise_app_exceptions: bool = True, **client_kwargs
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(transport=transport, base_url="http://test", **client_kwargs) as client:
             yield client
+
+
+def clean_tables(url: str) -> None:
+    """Delete every row of every table of the models (children first), leaving the migrated schema."""
+    from blendserve.store.models import Base
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+    engine.dispose()

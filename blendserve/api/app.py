@@ -64,13 +64,12 @@ def _build_context(settings: Settings, migrate: bool) -> AppContext:
     if not settings.api_keys:
         log.warning("No API keys configured (BLENDSERVE_API_KEYS): the server is OPEN to anyone who can reach it.")
     webhooks.sync_endpoints(db, _webhook_endpoints(settings))
-    model_ids = (settings.model_name,) if settings.model_name else ()
-    served = frozenset(n for m in model_ids for n in settings.served_names(m))
-    limits = IntakeLimits(settings.max_file_lines, settings.max_batch_errors, served)
+    model_ids = settings.served_names(settings.model_name) if settings.model_name else ()
+    limits = IntakeLimits(settings.max_file_lines, settings.max_batch_errors, frozenset(model_ids))
     recovered = recover_validating(db, blobs, limits)
     if recovered:
         log.info("re-validated %d batch(es) left in 'validating' by a previous process", recovered)
-    return AppContext(settings=settings, db=db, blobs=blobs, model_ids=model_ids)
+    return AppContext(settings=settings, db=db, blobs=blobs)
 
 
 def _webhook_endpoints(settings: Settings) -> list[tuple[str, str, str]]:

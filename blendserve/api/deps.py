@@ -24,12 +24,16 @@ class AppContext:
     db: Database
     blobs: BlobStore
     dispatcher: Dispatcher | None = None  # None: an API-only server
-    model_ids: tuple[str, ...] = ()  # the configured model name, before a runtime says its own
 
-    def served_models(self) -> tuple[str, ...]:
-        """The names lines may use, read live: a runtime may learn its model's name after start (SGLang)."""
-        names = self.dispatcher.model_ids if self.dispatcher is not None else self.model_ids
-        return tuple(dict.fromkeys(n for m in names for n in self.settings.served_names(m)))
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        """The model names this server answers to now (the runtime's and its aliases); empty: not known yet,
+        any name is accepted. Read on every call: a remote runtime names its model only once it is up."""
+        if self.dispatcher is not None:
+            served = self.dispatcher.model_ids
+        else:
+            served = [self.settings.model_name] if self.settings.model_name else []
+        return tuple(name for model in served for name in self.settings.served_names(model))
 
 
 def owner_for_key(key: str) -> str:

@@ -23,8 +23,7 @@ router = APIRouter(
 
 
 def _limits(ctx: Ctx) -> batches.IntakeLimits:
-    served = frozenset(ctx.served_models())
-    return batches.IntakeLimits(ctx.settings.max_file_lines, ctx.settings.max_batch_errors, served)
+    return batches.IntakeLimits(ctx.settings.max_file_lines, ctx.settings.max_batch_errors, frozenset(ctx.model_ids))
 
 
 @router.post("", response_model=BatchObject)

@@ -19,12 +19,12 @@ def _model(model_id: str, created: int = 0) -> dict:
 
 @router.get("/v1/models")
 def list_models(ctx: Ctx, _owner: Owner) -> dict:
-    return {"object": "list", "data": [_model(m) for m in ctx.served_models()]}
+    return {"object": "list", "data": [_model(m) for m in ctx.model_ids]}
 
 
 @router.get("/v1/models/{model_id:path}")
 def retrieve_model(ctx: Ctx, _owner: Owner, model_id: str) -> dict:
-    if model_id not in ctx.served_models():
+    if model_id not in ctx.model_ids:
         raise NotFound(f"The model '{model_id}' does not exist", param="model", code="model_not_found")
     return _model(model_id)
 

@@ -268,7 +268,7 @@ def list_batches(db: Database, owner: str, limit: int, after: str | None) -> tup
 def cancel_batch(db: Database, blobs: BlobStore, owner: str, batch_id: str) -> Batch:
     """in_progress -> cancelling -> cancelled: lines not finished yet are written as batch_cancelled and the
     files are written now; the dispatcher aborts what it still has running for the batch on its next sweep.
-    A finished batch -> Conflict (409); a cancelling or cancelled one is returned as it is, as on OpenAI."""
+    A finished batch -> Conflict (409); a cancelling or cancelled one is returned as it is."""
     with db.transaction() as s:
         batch = repo.get_batch(s, owner, batch_id)
         if batch is None:

@@ -10,15 +10,13 @@ import asyncio
 import json
 
 import pytest
-from sqlalchemy import create_engine
 
 from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.loop import Dispatcher
 from blendserve.core.runtime.simulated import SimulatedRuntime
-from blendserve.store.models import Base
 from tests.helpers import chat_line, to_jsonl, upload
 from tests.spec import assert_matches
-from tests.support import make_settings, running_client
+from tests.support import clean_tables, make_settings, running_client
 
 pytestmark = pytest.mark.anyio
 A, B = {"Authorization": "Bearer sk-a"}, {"Authorization": "Bearer sk-b"}
@@ -50,11 +48,7 @@ async def api(migrated_url, tmp_path_factory):
         async with running_client(app, headers=A) as client:
             yield client
     finally:
-        engine = create_engine(migrated_url)
-        with engine.begin() as conn:
-            for table in reversed(Base.metadata.sorted_tables):
-                conn.execute(table.delete())
-        engine.dispose()
+        clean_tables(migrated_url)
 
 
 async def _healthy(api) -> None:

@@ -13,8 +13,8 @@ from blendserve.core.runtime.simulated import SimulatedRuntime
 from blendserve.store.db import Database
 from blendserve.store.models import Batch
 from tests.api.test_dispatch import Slow, _app, _wait
-from tests.conftest import running_client
 from tests.helpers import chat_line, upload_batch
+from tests.support import running_client
 from tests.webhook_receiver import Receiver, new_secret
 
 pytestmark = pytest.mark.anyio

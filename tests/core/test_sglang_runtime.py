@@ -323,11 +323,10 @@ async def test_batch_completes_through_sglang_http(standin, db_url, tmp_path):
     app = create_app(settings, lambda db, blobs: Dispatcher(db, blobs, config, runtime))
     async with running_client(app) as c:
         await _ready(runtime)
-        objs = [
-            chat_line(i, model="Qwen2.5-7B-Instruct", prompt="Shared instructions. " * 10 + str(i)) for i in range(12)
-        ]
+        model = runtime.info.name  # the served model, named by SGLang once it answered
+        objs = [chat_line(i, model=model, prompt="Shared instructions. " * 10 + str(i)) for i in range(12)]
         done = await _wait(c, (await upload_batch(c, objs)).json()["id"])
-        assert done["status"] == "completed" and done["request_counts"]["completed"] == 12, done["errors"]
+        assert done["status"] == "completed" and done["request_counts"]["completed"] == 12
         out = await _lines(c, done["output_file_id"])
         assert {x["response"]["body"]["model"] for x in out} == {"Qwen2.5-7B-Instruct"}
         assert done["usage"]["input_tokens_details"]["cached_tokens"] > 0

@@ -55,7 +55,8 @@ class Dispatcher:
 
     @property
     def model_ids(self) -> list[str]:
-        return [self.runtime.info.name]
+        """The served model's name; empty while a remote runtime has not named it yet."""
+        return [self.runtime.info.name] if self.runtime.info.name else []
 
     def wake(self, new_work: bool = True) -> None:
         """new_work: batches were created or cancelled (load and sweep now); False: a result landed."""

@@ -61,7 +61,7 @@ class SGLangHTTPRuntime:
         self.client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout_s, connect=5.0))
         self.tokenizer = HTTPTokenizer(self.base_url, tokenize_timeout_s, connect_s=min(info_timeout_s, 5.0))
         self.info = ModelInfo(
-            model_name or "sglang-model",
+            model_name or "",  # "" until SGLang names its model (then any model name is accepted at intake)
             perf.kv_capacity_tokens,
             32768,
             perf,
