@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
+from anyio import CapacityLimiter
 from fastapi import FastAPI
 
 from blendserve import __version__
@@ -69,7 +70,7 @@ def _build_context(settings: Settings, migrate: bool) -> AppContext:
     recovered = recover_validating(db, blobs, limits)
     if recovered:
         log.info("re-validated %d batch(es) left in 'validating' by a previous process", recovered)
-    return AppContext(settings=settings, db=db, blobs=blobs)
+    return AppContext(settings=settings, db=db, blobs=blobs, limiter=CapacityLimiter(settings.api_threads))
 
 
 def _webhook_endpoints(settings: Settings) -> list[tuple[str, str, str]]:

@@ -1,28 +1,57 @@
 """Runs dispatched lines on the runtime; each outcome lands in its own transaction.
 
 A line that fails anywhere fails alone: runtime errors are retried with backoff (a new rid per attempt) and
-then written as a per-line error; per-line problems (bad parameters) fail at once. A result lands only while
-its row is still in flight, so a late answer after cancel, expiry or a takeover never writes a line twice."""
+then written as a per-line error (`runtime_error`, or `request_timeout` when the line outlived its deadline);
+per-line problems (bad parameters) fail at once. A failure that is not the line's fault (RuntimeUnavailable, or
+any retryable failure while the health breaker is open) costs the line no attempt. Each line waits at most the
+deadline its runtime gives for it (Runtime.deadline_s: max_tokens over the measured rate). A result
+lands only while its row is still in flight, so a late answer after cancel, expiry or a takeover never writes
+a line twice."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from enum import StrEnum
+from typing import Any
 
 import orjson
 
 from blendserve.core import ids
 from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.db_worker import DbWorker
+from blendserve.core.dispatch.health import RuntimeHealth
 from blendserve.core.dispatch.pending import Entry, PendingSet
 from blendserve.core.dispatch.stats import DispatchStats
 from blendserve.core.openai_format import embedding_body, error_body, response_body
-from blendserve.core.runtime.base import EmbedParams, GenerateRequest, Runtime, UnsupportedParameter
+from blendserve.core.runtime.base import (
+    EmbedParams,
+    GenerateRequest,
+    Runtime,
+    RuntimeUnavailable,
+    UnsupportedParameter,
+)
 from blendserve.store import dispatch_queries as ds
 
 log = logging.getLogger("blendserve.dispatch")
+ABORT_TIMEOUT_S = 5.0
+
+
+class LineErrorCode(StrEnum):
+    """The per-line error codes a line that ran and failed is written with."""
+
+    RUNTIME_ERROR = "runtime_error"
+    REQUEST_TIMEOUT = "request_timeout"
+    UNSUPPORTED_PARAMETER = "unsupported_parameter"
+
+
+class LineTimeout(Exception):
+    """The runtime did not answer the line within its deadline (retryable)."""
+
+    retryable = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +71,10 @@ class LineRunner:
         pending: PendingSet,
         stats: DispatchStats,
         on_done: Callable[[], None],
+        health: RuntimeHealth,
     ) -> None:
         self.dbw, self.runtime, self.config, self.pending, self.stats = dbw, runtime, config, pending, stats
+        self.health = health
         self.on_done = on_done  # wakes the loop: a slot is free
         self.running: dict[int, asyncio.Task[None]] = {}
         self.rids: dict[int, str] = {}  # the runtime request id of each line's current attempt
@@ -95,28 +126,39 @@ class LineRunner:
             self.stats.failed += 1
 
     async def _execute(self, entry: Entry, rid: str) -> Outcome:
+        """Raises LineTimeout past the line's deadline, after asking the runtime to drop the request."""
         name = self.runtime.info.name
         if isinstance(entry.params, EmbedParams):
-            embedded = await self.runtime.embed(entry.params)
+            embedded = await self._within(self.runtime.embed(entry.params), self.config.request_timeout_s, rid)
             return Outcome(embedding_body(name, entry.params, embedded), embedded.prompt_tokens, 0, 0)
-        result = await self.runtime.generate(GenerateRequest(rid, tuple(entry.tokens), entry.params))
-        request = orjson.loads(entry.row.body) if entry.row.endpoint == "/v1/responses" else None  # echoed
-        body = response_body(entry.row.endpoint, name, result, request)
+        request = GenerateRequest(rid, tuple(entry.tokens), entry.params)
+        result = await self._within(self.runtime.generate(request), self.runtime.deadline_s(request), rid)
+        echoed = orjson.loads(entry.row.body) if entry.row.endpoint == "/v1/responses" else None
+        body = response_body(entry.row.endpoint, name, result, echoed)
         return Outcome(body, result.prompt_tokens, result.cached_tokens, result.completion_tokens)
+
+    async def _within(self, call: Coroutine[Any, Any, Any], deadline: float, rid: str) -> Any:
+        try:
+            return await asyncio.wait_for(call, deadline)
+        except TimeoutError:
+            with contextlib.suppress(Exception):  # best effort, bounded: the runtime may be the thing that hangs
+                await asyncio.wait_for(self.runtime.abort([rid]), ABORT_TIMEOUT_S)
+            raise LineTimeout(f"no answer within the line's deadline of {deadline:.1f} s") from None
 
     async def _run(self, entry: Entry) -> None:
         row = entry.row
         attempt = row.attempts + 1
-        rid = self.rids[row.id] = f"{row.id}-{attempt}"
+        rid = self.rids[row.id] = f"{row.id}-{attempt}" + (f"r{entry.free_requeues}" if entry.free_requeues else "")
         try:
-            outcome = await asyncio.wait_for(self._execute(entry, rid), self.config.request_timeout_s)
+            outcome = await self._execute(entry, rid)
+            self.health.record_success()
             await self._land(entry, outcome)
             self.pending.drop(row.id)
         except asyncio.CancelledError:
             self.pending.drop(row.id)
             raise
         except UnsupportedParameter as exc:
-            code = getattr(exc, "code", "unsupported_parameter")
+            code = getattr(exc, "code", LineErrorCode.UNSUPPORTED_PARAMETER)
             await self.fail_line(row, error_body(str(exc), exc.param, code=code), 400)
             self.pending.drop(row.id)
         except Exception as exc:  # runtime errors and timeouts: retry with backoff, then a per-line error
@@ -153,6 +195,14 @@ class LineRunner:
         row = entry.row
         retryable = getattr(exc, "retryable", True)
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if retryable:
+            self.health.record_failure(exc)
+            not_the_lines_fault = isinstance(exc, RuntimeUnavailable) or self.health.should_refund()
+            if not_the_lines_fault and entry.free_requeues < self.config.max_free_requeues:
+                entry.free_requeues += 1
+                await self.dbw.run(ds.return_to_pending, self.dbw.db, row.id, refund_attempt=True)
+                self.pending.requeue(entry)
+                return
         if retryable and attempt < self.config.max_attempts:
             self.stats.retried += 1
             log.warning("request %s attempt %d failed (%s); retrying", row.id, attempt, message)
@@ -162,8 +212,7 @@ class LineRunner:
             self.pending.requeue(entry)
             return
         message = f"The request failed after {attempt} attempt(s): {message}"
-        if isinstance(exc, TimeoutError):  # the spec's per-line code for a model call that timed out
-            await self.fail_line(row, None, None, error={"code": "request_timeout", "message": message})
-        else:
-            await self.fail_line(row, error_body(message, None, code="runtime_error", type_="server_error"), 500)
+        timed_out = isinstance(exc, LineTimeout)
+        code = LineErrorCode.REQUEST_TIMEOUT if timed_out else LineErrorCode.RUNTIME_ERROR
+        await self.fail_line(row, error_body(message, None, code=code, type_="server_error"), 504 if timed_out else 500)
         self.pending.drop(row.id)
