@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from blendserve import logs
 from blendserve.config import Settings
 
 
@@ -26,14 +27,17 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    logs.configure(settings.log_format, args.log_level.upper())  # first: importing the app already logs
+
     import uvicorn
 
     from blendserve.api.app import create_app
     from blendserve.core.wiring import dispatcher_factory
 
-    settings = _settings(args)
     app = create_app(settings, dispatcher_factory(settings))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    # log_config=None: uvicorn's loggers go through the root handler, in our format, with the request id
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None)
     return 0
 
 
@@ -115,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    if args.func is not cmd_serve:  # serve configures its own (format from Settings, level from --log-level)
+        logs.configure("text", logging.INFO)
     return args.func(args)
 
 

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     simulated_time_scale: float = 0.0
     max_inflight: int | None = None  # cap on requests in flight on the runtime (default: the runtime's own)
 
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, with the request id
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

@@ -15,6 +15,8 @@ from fastapi import Depends, Request
 from blendserve.config import Settings
 from blendserve.core.dispatch.loop import Dispatcher
 from blendserve.core.errors import Unauthorized
+from blendserve.core.metrics import ServerMetrics
+from blendserve.core.plan import Planner
 from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database
 
@@ -27,7 +29,9 @@ class AppContext:
     settings: Settings
     db: Database
     blobs: BlobStore
+    metrics: ServerMetrics
     dispatcher: Dispatcher | None = None  # None: an API-only server
+    planner: Planner | None = None  # with the dispatcher: plans and the dashboard's live view
 
     @property
     def model_ids(self) -> tuple[str, ...]:

@@ -10,13 +10,14 @@ from blendserve.api.deps import Ctx, Owner
 from blendserve.api.schemas import (
     BatchList,
     BatchObject,
+    BatchPlan,
     CreateBatchBody,
     ErrorEnvelope,
     as_json,
     batch_object,
     list_page,
 )
-from blendserve.core import batches
+from blendserve.core import batches, plan
 
 router = APIRouter(
     prefix="/v1/batches",
@@ -77,3 +78,12 @@ async def cancel_batch(ctx: Ctx, owner: Owner, batch_id: str):
     if ctx.dispatcher is not None:
         ctx.dispatcher.wake()
     return as_json(batch_object(row))
+
+
+@router.get("/{batch_id}/plan", response_model=BatchPlan, response_model_exclude_none=True)
+async def batch_plan(ctx: Ctx, owner: Owner, batch_id: str):
+    """Extension (not in OpenAI's API): the batch's predicted start and finish, predicted cached-token share and
+    place in the global schedule, from the live prefix tree and the perf model calibrated on observed
+    throughput. Async: it reads the dispatcher's tree on the event loop that owns it."""
+    row = await ctx.run(batches.get_batch, ctx.db, owner, batch_id)
+    return plan.plan_batch(ctx.planner, row)

@@ -113,6 +113,50 @@ class BatchList(BaseModel):
     has_more: bool
 
 
+class PlanLines(BaseModel):
+    total: int
+    finished: int
+    in_flight: int
+    pending: int
+
+
+class PlanSchedule(BaseModel):
+    position: int = Field(
+        description="1 = the next batch to start in the global schedule; 0 = nothing left to dispatch"
+    )
+    batches_queued: int
+    lines_ahead: int = Field(description="lines of any batch dispatched before this batch's first pending line")
+    queue_lines: int
+    queue_drain_seconds: float = Field(description="predicted seconds until everything queued now has run")
+    compute_heavy_lines: int
+    memory_heavy_lines: int
+
+
+class PlanCalibration(BaseModel):
+    calibrated: bool = Field(description="false until enough results were observed; the perf model alone then")
+    work_rate: float | None = Field(description="observed model-seconds of work finished per wall second")
+    latency_ratio: float = Field(description="wall seconds per model-second of a line's own work")
+    lines_observed: int
+
+
+class BatchPlan(BaseModel):
+    """Extension: GET /v1/batches/{batch_id}/plan (not part of OpenAI's API). Times are unix seconds."""
+
+    object: Literal["batch.plan"] = "batch.plan"
+    batch_id: str
+    status: str
+    computed_at: float
+    started: bool | None = None
+    predicted_start_at: float | None = None
+    predicted_finish_at: float | None = None
+    predicted_seconds_remaining: float | None = None
+    predicted_cached_tokens_share: float | None = None
+    finished_at: int | None = None
+    lines: PlanLines | None = None
+    schedule: PlanSchedule | None = None
+    calibration: PlanCalibration | None = None
+
+
 class OutputExpiresAfter(BaseModel):
     anchor: str
     seconds: int

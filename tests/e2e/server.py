@@ -37,7 +37,15 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, runtime: str = "none", env: dict | None = None, port: int | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        runtime: str = "none",
+        env: dict | None = None,
+        port: int | None = None,
+        log_level: str = "warning",
+    ):
+        self.log_level = log_level
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -58,7 +66,7 @@ class ServerProcess:
             "--runtime",
             self.runtime,
             "--log-level",
-            "warning",
+            self.log_level,
         ]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
@@ -69,7 +77,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log.read_text()[-4000:]}")
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

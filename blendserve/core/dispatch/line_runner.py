@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
 from typing import Any
@@ -25,7 +26,7 @@ from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.db_worker import DbWorker
 from blendserve.core.dispatch.health import RuntimeHealth
 from blendserve.core.dispatch.pending import Entry, PendingSet
-from blendserve.core.dispatch.stats import DispatchStats
+from blendserve.core.dispatch.stats import DispatchStats, LineEvent
 from blendserve.core.openai_format import embedding_body, error_body, response_body
 from blendserve.core.runtime.base import (
     EmbedParams,
@@ -107,9 +108,12 @@ class LineRunner:
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)
 
-    async def fail_line(self, row: ds.PendingRow, body: dict | None, status_code: int | None, error=None) -> None:
+    async def fail_line(
+        self, row: ds.PendingRow, body: dict | None, status_code: int | None, error=None, seconds: float = 0.0
+    ) -> None:
         """The line failed: its response carries the error envelope with the HTTP status it would have had, or
-        (no HTTP answer at all, like a timeout) the output line's top-level `error` says why."""
+        (no HTTP answer at all, like a timeout) the output line's top-level `error` says why. `seconds`: how long
+        it spent on the runtime (for the metrics)."""
         landed = await self.dbw.run(
             ds.record_result,
             self.dbw.db,
@@ -123,7 +127,7 @@ class LineRunner:
             finished_at=ids.now_precise(),
         )
         if landed:
-            self.stats.failed += 1
+            self.stats.line_done(LineEvent("failed", seconds, 0.0))
 
     async def _execute(self, entry: Entry, rid: str) -> Outcome:
         """Raises LineTimeout past the line's deadline, after asking the runtime to drop the request."""
@@ -149,27 +153,29 @@ class LineRunner:
         row = entry.row
         attempt = row.attempts + 1
         rid = self.rids[row.id] = f"{row.id}-{attempt}" + (f"r{entry.free_requeues}" if entry.free_requeues else "")
+        started = time.monotonic()
         try:
             outcome = await self._execute(entry, rid)
             self.health.record_success()
-            await self._land(entry, outcome)
+            await self._land(entry, outcome, time.monotonic() - started)
             self.pending.drop(row.id)
         except asyncio.CancelledError:
             self.pending.drop(row.id)
             raise
         except UnsupportedParameter as exc:
             code = getattr(exc, "code", LineErrorCode.UNSUPPORTED_PARAMETER)
-            await self.fail_line(row, error_body(str(exc), exc.param, code=code), 400)
+            body = error_body(str(exc), exc.param, code=code)
+            await self.fail_line(row, body, 400, seconds=time.monotonic() - started)
             self.pending.drop(row.id)
         except Exception as exc:  # runtime errors and timeouts: retry with backoff, then a per-line error
-            await self._retry_or_fail(entry, attempt, exc)
+            await self._retry_or_fail(entry, attempt, exc, time.monotonic() - started)
         finally:
             self.pending.finished(entry)
             self.running.pop(row.id, None)
             self.rids.pop(row.id, None)
             self.on_done()
 
-    async def _land(self, entry: Entry, outcome: Outcome) -> None:
+    async def _land(self, entry: Entry, outcome: Outcome, seconds: float) -> None:
         row = entry.row
         landed = await self.dbw.run(
             ds.record_result,
@@ -187,11 +193,24 @@ class LineRunner:
             completion_tokens=outcome.completion_tokens,
         )
         if landed:
-            self.stats.succeeded += 1
+            perf = self.runtime.info.perf
+            work = perf.comp(outcome.prompt_tokens - outcome.cached_tokens, outcome.completion_tokens) + perf.mem(
+                outcome.prompt_tokens, outcome.completion_tokens
+            )
+            self.stats.line_done(
+                LineEvent(
+                    "succeeded",
+                    seconds,
+                    work,
+                    outcome.prompt_tokens,
+                    outcome.cached_tokens,
+                    outcome.completion_tokens,
+                )
+            )
             if outcome.completion_tokens:
                 self.pending.learn(entry, outcome.completion_tokens // max(1, entry.params.n))
 
-    async def _retry_or_fail(self, entry: Entry, attempt: int, exc: Exception) -> None:
+    async def _retry_or_fail(self, entry: Entry, attempt: int, exc: Exception, seconds: float) -> None:
         row = entry.row
         retryable = getattr(exc, "retryable", True)
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -204,7 +223,7 @@ class LineRunner:
                 self.pending.requeue(entry)
                 return
         if retryable and attempt < self.config.max_attempts:
-            self.stats.retried += 1
+            self.stats.line_done(LineEvent("retried", seconds, 0.0))
             log.warning("request %s attempt %d failed (%s); retrying", row.id, attempt, message)
             await asyncio.sleep(self.config.retry_backoff_s * 2 ** (attempt - 1))
             await self.dbw.run(ds.return_to_pending, self.dbw.db, row.id)
@@ -212,7 +231,10 @@ class LineRunner:
             self.pending.requeue(entry)
             return
         message = f"The request failed after {attempt} attempt(s): {message}"
-        timed_out = isinstance(exc, LineTimeout)
-        code = LineErrorCode.REQUEST_TIMEOUT if timed_out else LineErrorCode.RUNTIME_ERROR
-        await self.fail_line(row, error_body(message, None, code=code, type_="server_error"), 504 if timed_out else 500)
+        if isinstance(exc, LineTimeout):  # the spec's per-line code: no answer in time, so no response body
+            error = {"code": LineErrorCode.REQUEST_TIMEOUT, "message": message}
+            await self.fail_line(row, None, None, error=error, seconds=seconds)
+        else:
+            body = error_body(message, None, code=LineErrorCode.RUNTIME_ERROR, type_="server_error")
+            await self.fail_line(row, body, 500, seconds=seconds)
         self.pending.drop(row.id)

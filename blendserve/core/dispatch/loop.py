@@ -16,6 +16,7 @@ import os
 import socket
 import time
 import uuid
+from dataclasses import dataclass
 
 from blendserve.core import ids
 from blendserve.core.dispatch.config import DispatchConfig
@@ -26,6 +27,7 @@ from blendserve.core.dispatch.line_runner import LineRunner
 from blendserve.core.dispatch.loader import Loader
 from blendserve.core.dispatch.pending import PendingSet
 from blendserve.core.dispatch.stats import DispatchStats
+from blendserve.core.dispatch.throughput import ThroughputMeter
 from blendserve.core.runtime.base import Runtime
 from blendserve.store import dispatch_queries as ds
 from blendserve.store.blobs import BlobStore
@@ -38,12 +40,23 @@ IDLE_WAIT_S = 0.5
 WAVE_FRACTION = 8  # wait for 1/8 of the window to free up: one mark_in_flight transaction per wave
 
 
+@dataclass(frozen=True)
+class WorkerLoad:
+    worker: str
+    name: str
+    inflight_lines: dict[str, int]  # by scanner side ("L" compute-heavy, "R" memory-heavy)
+    inflight_kv_tokens: dict[str, float]  # the scanner's KV footprint charged per side
+    window: int  # the most lines it may hold
+
+
 class Dispatcher:
     def __init__(self, db: Database, blobs: BlobStore, config: DispatchConfig, runtime: Runtime) -> None:
         self.config, self.runtime = config, runtime
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.dbw = DbWorker(db)
         self.stats = DispatchStats()
+        self.meter = ThroughputMeter()
+        self.stats.line_observers.append(self.meter.record)
         self.pending = PendingSet(runtime.info.perf)
         self.health = RuntimeHealth(health_check_of(runtime), config.health)
         self.runner = LineRunner(
@@ -85,6 +98,16 @@ class Dispatcher:
 
     def counters(self) -> dict[str, int]:
         return self.stats.as_dict()
+
+    def workers(self) -> list[WorkerLoad]:
+        """What each runtime worker holds now. One worker today (the runtime); a gateway runtime adds more."""
+        inflight = {str(side): kv for side, kv in self.pending.inflight.items()}
+        lines = {side: 0 for side in inflight}
+        for row_id in self.runner.running:
+            entry = self.pending.entries.get(row_id)
+            if entry is not None:
+                lines[str(entry.side)] += 1
+        return [WorkerLoad("0", self.runtime.info.name, lines, inflight, self._window())]
 
     async def start(self) -> None:
         await self.runtime.start()
@@ -154,6 +177,7 @@ class Dispatcher:
             return
         if not self.health.is_trial and len(self.runner) and room < max(1, cap // WAVE_FRACTION):
             return
+        started = time.monotonic()
         wave = self.pending.next_wave(room, float(self.runtime.info.kv_capacity_tokens))
         if not wave:
             return
@@ -165,3 +189,4 @@ class Dispatcher:
                 continue
             self.pending.started(entry, side)
             self.runner.start(entry)
+        self.stats.wave_done(len(moved), time.monotonic() - started)

@@ -181,3 +181,11 @@ class DualScanner:
         comp_rate, mem_rate = self.taken_rates.pop(req.key, (0.0, 0.0))
         self.rate_comp -= comp_rate
         self.rate_mem -= mem_rate
+
+    def pending_order(self) -> list[TreeRequest]:
+        """The requests the cursors have yet to reach, in blend order (laid out again first if requests arrived
+        or estimates changed, as the next next_requests() call would). Taken requests may still be listed:
+        their node is None."""
+        if self._built_at != self.tree.inserts:
+            self.rebuild()
+        return self.order[self.lo : self.hi + 1]
