@@ -184,6 +184,15 @@ FIELDS: dict[str, dict[str, Check]] = {
         "suffix": string(),
         "best_of": integer(0, 20),
     },
+    "/v1/responses": {
+        **SAMPLING,
+        "input": text_or_tokens,
+        "instructions": string(),
+        "max_output_tokens": integer(1),
+        "background": boolean,
+        "parallel_tool_calls": boolean,
+        "truncation": string(16),
+    },
     "/v1/embeddings": {
         "model": string(256),
         "input": text_or_tokens,

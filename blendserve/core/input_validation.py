@@ -15,9 +15,14 @@ import orjson
 
 from blendserve.core.body_checks import FieldProblem, first_problem
 
-SUPPORTED_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+SUPPORTED_ENDPOINTS = ("/v1/responses", "/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 # The body field each endpoint cannot do without.
-REQUIRED_BODY_FIELD = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/v1/embeddings": "input"}
+REQUIRED_BODY_FIELD = {
+    "/v1/responses": "input",
+    "/v1/chat/completions": "messages",
+    "/v1/completions": "prompt",
+    "/v1/embeddings": "input",
+}
 MAX_CUSTOM_ID = 512  # the store's column width (batch_requests.custom_id)
 MAX_MODEL = 256  # the store's column width (batches.model)
 BOM = b"\xef\xbb\xbf"

@@ -10,6 +10,7 @@ import secrets
 import struct
 
 from blendserve.core import ids
+from blendserve.core.responses_format import response_object, to_chat_body
 from blendserve.core.runtime.base import (
     EmbedParams,
     EmbedResult,
@@ -142,6 +143,13 @@ def to_generate(endpoint: str, body: dict, tokenizer: Tokenizer, info: ModelInfo
 
 
 def _to_generate(endpoint: str, body: dict, tokenizer: Tokenizer, info: ModelInfo):
+    if endpoint == "/v1/responses":
+        try:
+            return _to_generate("/v1/chat/completions", to_chat_body(body), tokenizer, info)
+        except UnsupportedParameter as exc:  # name the Responses field, not the chat one it became
+            if exc.param in ("messages", "max_completion_tokens"):
+                exc.param = "input" if exc.param == "messages" else "max_output_tokens"
+            raise
     if endpoint == "/v1/chat/completions":
         _check_fields(body, COMMON | CHAT_ONLY)
         messages = body.get("messages")
@@ -229,7 +237,10 @@ def _usage(result: GenerateResult) -> dict:
     }
 
 
-def response_body(endpoint: str, model: str, result: GenerateResult) -> dict:
+def response_body(endpoint: str, model: str, result: GenerateResult, request: dict | None = None) -> dict:
+    """The response body of one line; `request` (the line's body) is echoed by Responses objects only."""
+    if endpoint == "/v1/responses":
+        return response_object(model, result, request or {})
     if endpoint == "/v1/chat/completions":
         choices = [
             {

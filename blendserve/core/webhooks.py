@@ -47,7 +47,8 @@ def enqueue(session: Session, owner: str, batch_id: str, status: str, at: int) -
     """Inside the caller's transaction (the one that moves the batch to `status`): one outbox row per endpoint
     of the owner. Returns how many; non-terminal statuses and owners without endpoints enqueue nothing."""
     event_type = EVENT_FOR_STATUS.get(BatchStatus(status))
-    endpoints = wq.endpoints_of(session, owner) if event_type else []
+    # One delivery per URL, even if two servers starting together each stored the same endpoint.
+    endpoints = list({e.url: e for e in wq.endpoints_of(session, owner)}.values()) if event_type else []
     if not endpoints:
         return 0
     event_id = "evt_" + secrets.token_hex(16)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from blendserve.store.models import WebhookDelivery, WebhookEndpoint
@@ -10,9 +10,18 @@ from blendserve.store.statuses import WebhookStatus
 
 
 def replace_endpoints(session: Session, endpoints: list[tuple[str, str, str]]) -> None:
-    """Make the table hold exactly these (owner, url, secret) rows."""
-    session.execute(delete(WebhookEndpoint))
-    for owner, url, secret in endpoints:
+    """Make the table hold these (owner, url, secret) rows, touching only what differs (servers sharing one
+    database all sync the same configuration at start)."""
+    wanted, have, stale = set(endpoints), set(), []
+    for e in session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)):
+        key = (e.owner, e.url, e.secret)
+        if key in wanted and key not in have:
+            have.add(key)
+        else:
+            stale.append(e.id)  # no longer configured, or a duplicate of a row kept
+    if stale:
+        session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id.in_(stale)))
+    for owner, url, secret in sorted(wanted - have):
         session.add(WebhookEndpoint(owner=owner, url=url, secret=secret))
 
 
@@ -47,7 +56,8 @@ def claim(session: Session, delivery_id: str, seen_next_attempt: float, hold_unt
         )
         .values(next_attempt_at=hold_until)
     )
-    return (session.execute(stmt).rowcount or 0) == 1
+    result: CursorResult = session.execute(stmt)  # type: ignore[assignment]  # an UPDATE gives a cursor result
+    return (result.rowcount or 0) == 1
 
 
 def for_batch(session: Session, owner: str, batch_id: str) -> list[WebhookDelivery]:

@@ -249,3 +249,26 @@ async def test_cancel_aborts_lines_in_flight_on_the_runtime(db_url, tmp_path):
                 break
             await asyncio.sleep(0.01)
         assert runtime.aborted == runtime.started  # every line that was running was aborted, by its attempt's rid
+
+
+class Hangs(SimulatedRuntime):
+    """'stuck' prompts never answer; every line's deadline is 0.3 s."""
+
+    def deadline_s(self, request: GenerateRequest) -> float:
+        return 0.3
+
+    async def generate(self, request: GenerateRequest) -> GenerateResult:
+        if b"stuck" in bytes(request.input_ids):
+            await asyncio.sleep(3600)
+        return await super().generate(request)
+
+
+async def test_a_line_that_times_out_ends_with_request_timeout(db_url, tmp_path):
+    app = _app(db_url, tmp_path, Hangs(), max_attempts=2)
+    async with running_client(app) as c:
+        objs = [chat_line(i) for i in range(3)] + [chat_line(9, prompt="stuck")]
+        done = await _wait(c, (await upload_batch(c, objs)).json()["id"])
+        assert done["status"] == "completed" and done["request_counts"] == {"total": 4, "completed": 3, "failed": 1}
+        err = await _lines(c, done["error_file_id"])
+    assert err[0]["custom_id"] == "req-9" and err[0]["response"] is None
+    assert err[0]["error"]["code"] == "request_timeout" and err[0]["error"]["message"]

@@ -97,3 +97,51 @@ def test_errors_are_capped_but_counted():
     verdict = FileVerdict("/v1/chat/completions", max_lines=100, max_errors=3)
     list(validate_lines([b"bad\n"] * 10, verdict))
     assert verdict.error_count == 10 and len(verdict.errors) == 3
+
+
+async def test_startup_recovery_never_aborts_the_server(settings, monkeypatch):
+    """A batch left in `validating` whose intake fails again at restart is failed with a reason; the server
+    starts and serves (before: recovery re-raised and the server exited on every start)."""
+    from blendserve.api.app import create_app
+    from blendserve.store import repositories
+    from tests.conftest import running_client
+
+    async with running_client(create_app(settings)) as c:
+        file = (await upload(c, to_jsonl([chat_line(0)]))).json()
+    db_url = settings.resolved_database_url()
+    from blendserve.core import ids
+    from blendserve.store.db import Database
+    from blendserve.store.models import Batch
+
+    db = Database(db_url)
+    with db.transaction() as s:
+        s.add(
+            Batch(
+                id="batch_stuck",
+                owner="public",
+                endpoint="/v1/chat/completions",
+                input_file_id=file["id"],
+                completion_window="24h",
+                status="validating",
+                created_at=ids.now(),
+                created_ns=ids.now_ns(),
+                expires_at=ids.now() + 86400,
+                total=0,
+                completed=0,
+                failed=0,
+                input_tokens=0,
+                cached_tokens=0,
+                output_tokens=0,
+                reasoning_tokens=0,
+            )
+        )
+    db.dispose()
+
+    def broken_insert(*_args, **_kwargs):
+        raise RuntimeError("the store refused the rows")
+
+    monkeypatch.setattr(repositories, "insert_requests", broken_insert)
+    async with running_client(create_app(settings)) as c:
+        assert (await c.get("/health")).status_code == 200
+        batch = (await c.get("/v1/batches/batch_stuck")).json()
+    assert batch["status"] == "failed" and batch["errors"]["data"][0]["code"] == "internal_error"

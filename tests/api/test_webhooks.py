@@ -131,3 +131,29 @@ def test_bad_secret_is_refused_at_startup():
     for secret in ("plain-text", "whsec_not*base64", "whsec_c2hvcnQ="):
         with pytest.raises(ValidationError):
             Settings(webhooks={"*": [{"url": "http://127.0.0.1:9/x", "secret": secret}]})
+
+
+def test_endpoint_sync_is_idempotent_and_events_go_once_per_url(db_url):
+    from sqlalchemy import func, select
+
+    from blendserve.core import webhooks
+    from blendserve.store.models import WebhookDelivery, WebhookEndpoint
+
+    db = Database(db_url)
+    try:
+        a, b = ("o", "http://127.0.0.1:9/a", new_secret()), ("o", "http://127.0.0.1:9/b", new_secret())
+        webhooks.sync_endpoints(db, [a, b])
+        webhooks.sync_endpoints(db, [a, b])  # a second server starting with the same config
+        with db.transaction() as s:
+            assert s.scalar(select(func.count()).select_from(WebhookEndpoint)) == 2
+            s.add(WebhookEndpoint(owner="o", url=a[1], secret=a[2]))  # a duplicate from a race
+        with db.transaction() as s:
+            assert webhooks.enqueue(s, "o", "batch_x", "completed", 1) == 2
+            assert webhooks.enqueue(s, "o", "batch_x", "in_progress", 1) == 0
+            assert webhooks.enqueue(s, "nobody", "batch_x", "completed", 1) == 0
+        webhooks.sync_endpoints(db, [b])
+        with db.transaction() as s:
+            assert [e.url for e in s.scalars(select(WebhookEndpoint))] == [b[1]]
+            assert s.scalar(select(func.count()).select_from(WebhookDelivery)) == 2
+    finally:
+        db.dispose()

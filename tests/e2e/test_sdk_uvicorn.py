@@ -180,6 +180,23 @@ def test_sdk_contract_async(tmp_path):
             await client.batches.cancel(ids[0])
         with pytest.raises(openai.NotFoundError):
             await client.batches.retrieve("batch_nope")
+        with pytest.raises(openai.BadRequestError) as too_short:
+            await client.batches.create(
+                input_file_id=file.id,
+                endpoint="/v1/chat/completions",
+                completion_window="24h",
+                extra_body={"output_expires_after": {"anchor": "created_at", "seconds": 10}},
+            )
+        assert too_short.value.body["param"] == "output_expires_after.seconds"
+        bad = [chat_line(0, model="gpt-nope"), chat_line(1, model=ALIAS, stream=True)]
+        for line, code in zip(bad, ("model_not_found", "streaming_unsupported"), strict=True):
+            fid = (await client.files.create(file=_jsonl(tmp_path, "bad.jsonl", [line]).open("rb"), purpose="batch")).id
+            failed = await client.batches.create(
+                input_file_id=fid, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+            assert failed.status == "failed" and failed.errors.data[0].code == code
+        raw = await client.batches.with_raw_response.retrieve(ids[0])
+        assert json.loads(raw.text)["failed_at"] is None and raw.headers["x-request-id"].startswith("req_")
         await client.close()
 
     with Receiver() as rx:
@@ -187,9 +204,10 @@ def test_sdk_contract_async(tmp_path):
         try:
             server.start()
             asyncio.run(scenario(server.url))
-            rx.wait_for(3)
+            rx.wait_for(5)
             verifier = openai.OpenAI(api_key="unused", webhook_secret=secret)
-            assert {verifier.webhooks.unwrap(d.body, d.headers).type for d in rx.deliveries} == {"batch.completed"}
+            types = sorted(verifier.webhooks.unwrap(d.body, d.headers).type for d in rx.deliveries)
+            assert types == ["batch.completed"] * 3 + ["batch.failed"] * 2
         finally:
             server.stop()
 

@@ -138,7 +138,8 @@ class LineRunner:
         lane = None if entry.lane is None else str(entry.lane)
         request = GenerateRequest(rid, tuple(entry.tokens), entry.params, route=lane)
         result = await self._within(self.runtime.generate(request), self.runtime.deadline_s(request), rid)
-        body = response_body(entry.row.endpoint, name, result)
+        echoed = orjson.loads(entry.row.body) if entry.row.endpoint == "/v1/responses" else None
+        body = response_body(entry.row.endpoint, name, result, echoed)
         return Outcome(body, result.prompt_tokens, result.cached_tokens, result.completion_tokens)
 
     async def _within(self, call: Coroutine[Any, Any, Any], deadline: float, rid: str) -> Any:
