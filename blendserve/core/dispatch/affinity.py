@@ -149,7 +149,7 @@ class LaneScanners:
 
     def lane_for_removed(self, req: TreeRequest) -> Lane:
         """Lane of a request already out of the tree (a §5.4 sample): by where its prefix still is."""
-        lane = self.part.lane_of(self.tree._locate(req.tokens), own=False)
+        lane = self.part.lane_of(self.tree.locate(req.tokens), own=False)
         return lane if lane in self.inflight and lane in self.lanes else min(self.lanes, key=self.count.get)
 
     def next_requests(self, lane: Lane, kv_budget: float, limit: int) -> list[tuple[TreeRequest, Side]]:

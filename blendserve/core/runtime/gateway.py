@@ -139,13 +139,17 @@ class GatewayRuntime(SGLangHTTPRuntime):
         sglang_params.check(request, self.info)
         body = sglang_params.generate_body(request, with_logprob_text=True)
         headers = {ROUTING_KEY_HEADER: request.route} if request.route else None
-        self._inflight[request.rid] = body["rid"]
+        self.rids.sent(request.rid, body["rid"])
+        cancelled = True
         try:
             resps = await asyncio.gather(*(self._post_generate(b, headers) for b in single_bodies(body)))
-            result, timings = parse_items(request, [_json(r) for r in resps], request.rid in self._aborted, None)
+            result, timings = parse_items(request, [_json(r) for r in resps], self.rids.was_aborted(request.rid), None)
+            cancelled = False
+        except Exception:
+            cancelled = False
+            raise
         finally:
-            self._inflight.pop(request.rid, None)
-            self._aborted.discard(request.rid)
+            self.rids.finished(request.rid, cancelled)
         for tokens, seconds in timings:
             self.deadlines.observe(tokens, seconds)
         return result
