@@ -33,7 +33,7 @@ def jsonl(batch: int, lines: int) -> bytes:
                 "method": "POST",
                 "url": "/v1/chat/completions",
                 "body": {
-                    "model": "m",
+                    "model": "simulated",
                     "max_tokens": 64,
                     "messages": [{"role": "system", "content": system}, {"role": "user", "content": f"Question {i}?"}],
                 },

@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from blendserve import logs
 from blendserve.config import Settings
 
 
@@ -26,14 +27,17 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    logs.configure(settings.log_format, args.log_level.upper())  # first: importing the app already logs
+
     import uvicorn
 
     from blendserve.api.app import create_app
     from blendserve.core.wiring import dispatcher_factory
 
-    settings = _settings(args)
     app = create_app(settings, dispatcher_factory(settings))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    # log_config=None: uvicorn's loggers go through the root handler, in our format, with the request id
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None)
     return 0
 
 
@@ -66,7 +70,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_tree(args: argparse.Namespace) -> int:
-    from blendserve.core.sim.bench import run_tree_bench
+    from blendserve.core.sim.tree_bench import run_tree_bench
 
     return run_tree_bench(args)
 
@@ -96,17 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="benchmarks")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
-    sched = bench_sub.add_parser("schedule", help="BlendServe vs DFS/FCFS/random in the simulator")
-    sched.add_argument("--trace", default="1,2,3,4", help="comma-separated trace numbers 1..4")
-    sched.add_argument("--requests", type=int, default=100_000)
+    sched = bench_sub.add_parser(
+        "schedule", help="BlendServe vs fcfs/dfs/shuffled in the simulator (docs/SCHEDULER.md)"
+    )
+    source = sched.add_mutually_exclusive_group()
+    source.add_argument("--suite", default="multibatch", choices=["multibatch", "paper", "all"])
+    source.add_argument("--trace-file", help="replay a JSONL trace (format in docs/SCHEDULER.md)")
+    sched.add_argument("--mode", default="sglang,sglang-mixed,overlapped", help="comma-separated engine modes")
+    sched.add_argument("--policies", default="fcfs,dfs,shuffled,blendserve,blendserve-oracle")
+    sched.add_argument("--seeds", type=int, default=3, help="seeds seed, seed+1, ...: workloads and shuffles")
+    sched.add_argument("--seed", type=int, default=0)
+    sched.add_argument("--requests", type=int, default=12_000, help="requests per workload (suites)")
+    sched.add_argument("--json", help="write {'rows': [...]} here")
     sched.add_argument("--gpu", default="h100")
     sched.add_argument("--model", default="llama-3.1-8b")
-    sched.add_argument("--seed", type=int, default=0)
-    sched.add_argument("--mode", default="both", choices=["sequential", "overlapped", "both"])
     sched.set_defaults(func=cmd_bench)
     tree = bench_sub.add_parser("tree", help="scheduler cost at scale (build, sort, memory, per-admit cost)")
     tree.add_argument("--requests", type=int, default=1_000_000)
-    tree.add_argument("--trace-number", type=int, default=1)
+    tree.add_argument("--trace-number", type=int, default=1, help="paper trace 1..4 (job mix, weights unsolved)")
     tree.add_argument("--gpu", default="h100")
     tree.add_argument("--model", default="llama-3.1-8b")
     tree.add_argument("--seed", type=int, default=0)
@@ -115,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    if args.func is not cmd_serve:  # serve configures its own (format from Settings, level from --log-level)
+        logs.configure("text", logging.INFO)
     return args.func(args)
 
 

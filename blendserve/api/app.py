@@ -6,16 +6,19 @@ import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
+from anyio import CapacityLimiter
 from fastapi import FastAPI
 
 from blendserve import __version__
-from blendserve.api import errors, routes_batches, routes_files, routes_misc, routes_webhooks
+from blendserve.api import dashboard, errors, routes_batches, routes_files, routes_misc, routes_webhooks
 from blendserve.api.deps import OPEN_OWNER, AppContext, owner_for_key
-from blendserve.api.middleware import RequestIdMiddleware
+from blendserve.api.middleware import RequestContextMiddleware
 from blendserve.config import Settings
 from blendserve.core import webhooks
 from blendserve.core.batches import IntakeLimits, recover_validating
 from blendserve.core.dispatch.loop import Dispatcher
+from blendserve.core.metrics import ServerMetrics
+from blendserve.core.plan import Planner
 from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database
 from blendserve.store.migrate import upgrade
@@ -29,14 +32,19 @@ DispatcherFactory = Callable[[Database, BlobStore], Dispatcher]
 def create_app(
     settings: Settings, dispatcher_factory: DispatcherFactory | None = None, migrate: bool = True
 ) -> FastAPI:
+    metrics = ServerMetrics()  # per app: tests build many apps in one process
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        ctx = _build_context(settings, migrate)
+        ctx = _build_context(settings, migrate, metrics)
         app.state.ctx = ctx
         if dispatcher_factory is not None:
             ctx.dispatcher = dispatcher_factory(ctx.db, ctx.blobs)
+            ctx.planner = Planner(ctx.dispatcher)
+            metrics.attach(ctx.dispatcher, ctx.planner)
             await ctx.dispatcher.start()
         sender = webhooks.WebhookSender(ctx.db, _retry_policy(settings))
+        metrics.attach_webhooks(sender.stats)
         await sender.start()
         try:
             yield
@@ -48,13 +56,14 @@ def create_app(
 
     app = FastAPI(title="BlendServe Batch API", version=__version__, lifespan=lifespan)
     errors.install(app)
-    app.add_middleware(RequestIdMiddleware)
-    for router in (routes_files.router, routes_batches.router, routes_misc.router, routes_webhooks.router):
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    routers = (routes_files.router, routes_batches.router, routes_misc.router, routes_webhooks.router, dashboard.router)
+    for router in routers:
         app.include_router(router)
     return app
 
 
-def _build_context(settings: Settings, migrate: bool) -> AppContext:
+def _build_context(settings: Settings, migrate: bool, metrics: ServerMetrics) -> AppContext:
     url = settings.resolved_database_url()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if migrate:
@@ -69,7 +78,9 @@ def _build_context(settings: Settings, migrate: bool) -> AppContext:
     recovered = recover_validating(db, blobs, limits)
     if recovered:
         log.info("re-validated %d batch(es) left in 'validating' by a previous process", recovered)
-    return AppContext(settings=settings, db=db, blobs=blobs)
+    return AppContext(
+        settings=settings, db=db, blobs=blobs, limiter=CapacityLimiter(settings.api_threads), metrics=metrics
+    )
 
 
 def _webhook_endpoints(settings: Settings) -> list[tuple[str, str, str]]:

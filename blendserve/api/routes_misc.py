@@ -1,14 +1,18 @@
-"""/v1/models, /health, /metrics."""
+"""/v1/models, the liveness probe, detailed health and /metrics.
+
+`/healthz` is open and says only that the process answers (for load balancers and the container HEALTHCHECK).
+With API keys configured, `/health` (database, dispatcher, runtime) and `/metrics` (every tenant's counts) need a
+key, like the rest of the API."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import PlainTextResponse
-from sqlalchemy import func, select
+from fastapi.responses import JSONResponse, Response
 
 from blendserve.api.deps import Ctx, Owner
+from blendserve.core import overview
 from blendserve.core.errors import NotFound
-from blendserve.store.models import Batch, BatchRequest
+from blendserve.core.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["misc"])
 
@@ -29,25 +33,31 @@ def retrieve_model(ctx: Ctx, _owner: Owner, model_id: str) -> dict:
     return _model(model_id)
 
 
+@router.get("/healthz")
+def liveness() -> dict:
+    """The process is up and serving HTTP. Nothing about tenants, the host or the database."""
+    return {"status": "ok"}
+
+
 @router.get("/health")
-def health(ctx: Ctx) -> dict:
-    with ctx.db.transaction() as s:
-        s.execute(select(1))
+async def health(ctx: Ctx, _owner: Owner) -> JSONResponse:
+    """Database and dispatcher state; 503 when the database does not answer."""
+    db_ok = await ctx.run(overview.database_ok, ctx.db)
     dispatcher = ctx.dispatcher
-    return {"status": "ok", "dispatcher": None if dispatcher is None else dispatcher.describe()}
+    body = {
+        "status": "ok" if db_ok else "degraded",
+        "database": "ok" if db_ok else "unavailable",
+        "dispatcher": None if dispatcher is None else dispatcher.describe(),
+    }
+    return JSONResponse(body, status_code=200 if db_ok else 503)
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
-def metrics(ctx: Ctx) -> str:
-    """Prometheus text format: batch and request counts by status, plus dispatcher counters."""
-    with ctx.db.transaction() as s:
-        batches = s.execute(select(Batch.status, func.count()).group_by(Batch.status)).all()
-        requests = s.execute(select(BatchRequest.status, func.count()).group_by(BatchRequest.status)).all()
-    lines = ["# TYPE blendserve_batches gauge"]
-    lines += [f'blendserve_batches{{status="{st}"}} {n}' for st, n in batches]
-    lines.append("# TYPE blendserve_requests gauge")
-    lines += [f'blendserve_requests{{status="{st}"}} {n}' for st, n in requests]
-    if ctx.dispatcher is not None:
-        for name, value in ctx.dispatcher.counters().items():
-            lines += [f"# TYPE blendserve_dispatcher_{name} counter", f"blendserve_dispatcher_{name} {value}"]
-    return "\n".join(lines) + "\n"
+@router.get("/metrics", response_class=Response)
+async def metrics(ctx: Ctx, _owner: Owner) -> Response:
+    """Prometheus text format (names and meanings in the README). The database counts are read off the event
+    loop; the dispatcher's state is read on it, where the dispatcher owns it."""
+    try:
+        counts = await ctx.run(overview.status_counts, ctx.db)
+    except Exception:
+        counts = None  # blendserve_database_up 0; the dispatcher's metrics still answer
+    return Response(ctx.metrics.render(counts), media_type=CONTENT_TYPE)

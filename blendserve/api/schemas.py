@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Literal, TypeVar
 
 import orjson
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from blendserve.store.models import Batch, File
@@ -112,6 +113,50 @@ class BatchList(BaseModel):
     has_more: bool
 
 
+class PlanLines(BaseModel):
+    total: int
+    finished: int
+    in_flight: int
+    pending: int
+
+
+class PlanSchedule(BaseModel):
+    position: int = Field(
+        description="1 = the next batch to start in the global schedule; 0 = nothing left to dispatch"
+    )
+    batches_queued: int
+    lines_ahead: int = Field(description="lines of any batch dispatched before this batch's first pending line")
+    queue_lines: int
+    queue_drain_seconds: float = Field(description="predicted seconds until everything queued now has run")
+    compute_heavy_lines: int
+    memory_heavy_lines: int
+
+
+class PlanCalibration(BaseModel):
+    calibrated: bool = Field(description="false until enough results were observed; the perf model alone then")
+    work_rate: float | None = Field(description="observed model-seconds of work finished per wall second")
+    latency_ratio: float = Field(description="wall seconds per model-second of a line's own work")
+    lines_observed: int
+
+
+class BatchPlan(BaseModel):
+    """Extension: GET /v1/batches/{batch_id}/plan (not part of OpenAI's API). Times are unix seconds."""
+
+    object: Literal["batch.plan"] = "batch.plan"
+    batch_id: str
+    status: str
+    computed_at: float
+    started: bool | None = None
+    predicted_start_at: float | None = None
+    predicted_finish_at: float | None = None
+    predicted_seconds_remaining: float | None = None
+    predicted_cached_tokens_share: float | None = None
+    finished_at: int | None = None
+    lines: PlanLines | None = None
+    schedule: PlanSchedule | None = None
+    calibration: PlanCalibration | None = None
+
+
 class OutputExpiresAfter(BaseModel):
     anchor: str
     seconds: int
@@ -188,3 +233,10 @@ def list_page(cls: type[ListT], data: list, has_more: bool) -> ListT:
     """An OpenAI list object: the page, its first and last ids, and whether more follow."""
     first, last = (data[0].id, data[-1].id) if data else (None, None)
     return cls(data=data, first_id=first, last_id=last, has_more=has_more)
+
+
+def as_json(model: BaseModel) -> Response:
+    """The model, serialized once, as the response. Routes still declare response_model (the OpenAPI shape), but
+    returning the model itself would make FastAPI validate it again and re-serialize it: about 1 ms of CPU a
+    request on this machine (measured with bench/load.py and in-process), for a model built here from typed rows."""
+    return Response(model.model_dump_json(), media_type="application/json")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import CursorResult, bindparam, select, update
+from sqlalchemy import CursorResult, bindparam, case, select, update
 from sqlalchemy.exc import IntegrityError
 
 from blendserve.store.db import Database
@@ -82,18 +82,15 @@ def mark_in_flight(db: Database, ids: list[int]) -> set[int]:
     """pending -> in_flight (attempts + 1) for ids still pending; returns those that moved."""
     if not ids:
         return set()
+    # One statement: a row cancelled or expired between a read and a write must not be taken back into flight.
+    stmt = (
+        update(BatchRequest)
+        .where(BatchRequest.id.in_(ids), BatchRequest.status == RequestStatus.PENDING)
+        .values(status=RequestStatus.IN_FLIGHT, attempts=BatchRequest.attempts + 1)
+        .returning(BatchRequest.id)
+    )
     with db.transaction() as s:
-        moved = set(
-            s.scalars(
-                select(BatchRequest.id).where(BatchRequest.id.in_(ids), BatchRequest.status == RequestStatus.PENDING)
-            )
-        )
-        if moved:
-            s.execute(
-                update(BatchRequest)
-                .where(BatchRequest.id.in_(moved))
-                .values(status=RequestStatus.IN_FLIGHT, attempts=BatchRequest.attempts + 1)
-            )
+        moved = set(s.scalars(stmt))
     return moved
 
 
@@ -164,12 +161,17 @@ def record_result(
         return True
 
 
-def return_to_pending(db: Database, row_id: int) -> None:
+def return_to_pending(db: Database, row_id: int, refund_attempt: bool = False) -> None:
+    """in_flight -> pending for a retry; refund_attempt: the failure was the runtime's outage, not the line's,
+    so the attempt mark_in_flight counted is given back."""
+    values: dict = {"status": RequestStatus.PENDING}
+    if refund_attempt:
+        values["attempts"] = case((BatchRequest.attempts > 0, BatchRequest.attempts - 1), else_=0)
     with db.transaction() as s:
         s.execute(
             update(BatchRequest)
             .where(BatchRequest.id == row_id, BatchRequest.status == RequestStatus.IN_FLIGHT)
-            .values(status=RequestStatus.PENDING)
+            .values(**values)
         )
 
 

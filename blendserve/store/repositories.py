@@ -8,6 +8,7 @@ from sqlalchemy import CursorResult, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from blendserve.store.models import Batch, BatchRequest, File
+from blendserve.store.statuses import BatchStatus
 
 
 def _page(session: Session, model, owner: str, limit: int, after: str | None, newest_first: bool, *where):
@@ -125,8 +126,15 @@ def set_status_where(
 
 
 def lock_batch(session: Session, batch_id: str) -> Batch | None:
-    """Row lock on Postgres (SQLite serialises writers anyway) so status moves never interleave."""
-    return session.scalars(select(Batch).where(Batch.id == batch_id).with_for_update()).first()
+    """The batch, locked for the rest of the transaction so status moves never interleave: a row lock on
+    Postgres. SQLite has no row locks and reads before a transaction's first write see whatever was committed
+    last, so two finalizers could both read 'cancelling': a no-op write first takes the database's write lock,
+    and the read after it sees the state under that lock."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Batch).where(Batch.id == batch_id).values(status=Batch.status))
+    return session.scalars(
+        select(Batch).where(Batch.id == batch_id).with_for_update().execution_options(populate_existing=True)
+    ).first()
 
 
 def usage_totals(session: Session, batch_id: str) -> tuple[int, int, int]:
@@ -137,3 +145,37 @@ def usage_totals(session: Session, batch_id: str) -> tuple[int, int, int]:
     ).where(BatchRequest.batch_id == batch_id)
     row = session.execute(stmt).one()
     return int(row[0]), int(row[1]), int(row[2])
+
+
+# ---- operations (metrics, health, dashboard) ---------------------------------------------------
+
+
+def ping(session: Session) -> None:
+    """Raises when the database cannot answer."""
+    session.execute(select(1))
+
+
+def batch_status_counts(session: Session) -> dict[str, int]:
+    """Batches by status, every owner (for /metrics: operators, not tenants)."""
+    return {status: n for status, n in session.execute(select(Batch.status, func.count()).group_by(Batch.status))}
+
+
+def line_status_counts(session: Session) -> dict[str, int]:
+    """Request lines by status, every owner (an index-only count on ix_batch_requests_status)."""
+    stmt = select(BatchRequest.status, func.count()).group_by(BatchRequest.status)
+    return {status: n for status, n in session.execute(stmt)}
+
+
+def recent_batches(session: Session, owner: str, limit: int) -> list[Batch]:
+    """The owner's open batches first (oldest first: they finish first), then the latest finished ones."""
+    open_statuses = (BatchStatus.VALIDATING, BatchStatus.IN_PROGRESS, BatchStatus.FINALIZING, BatchStatus.CANCELLING)
+    open_rows = session.scalars(
+        select(Batch).where(Batch.owner == owner, Batch.status.in_(open_statuses)).order_by(Batch.created_ns)
+    ).all()
+    closed_rows = session.scalars(
+        select(Batch)
+        .where(Batch.owner == owner, Batch.status.not_in(open_statuses))
+        .order_by(Batch.created_ns.desc())
+        .limit(max(0, limit - len(open_rows)))
+    ).all()
+    return [*open_rows[:limit], *closed_rows]

@@ -26,7 +26,11 @@ async def test_missing_and_wrong_key_get_401(keyed):
         assert resp.status_code == 401
         assert_matches("ErrorResponse", resp.json())
         assert resp.json()["error"]["code"] in ("missing_api_key", "invalid_api_key")
-    assert (await keyed.get("/health")).status_code == 200  # liveness stays open
+    live = await keyed.get("/healthz")  # liveness stays open, and says nothing about tenants or the host
+    assert live.status_code == 200 and live.json() == {"status": "ok"}
+    for path in ("/health", "/metrics", "/dashboard/state"):
+        assert (await keyed.get(path)).status_code == 401, path
+        assert (await keyed.get(path, headers=A)).status_code == 200, path
 
 
 async def test_objects_belong_to_their_key(keyed):

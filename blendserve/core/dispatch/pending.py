@@ -1,8 +1,10 @@
 """The pending set: every line waiting to run, in ONE global prefix tree, plus a per-batch index.
 
-It owns the tree, the dual scanner that picks what runs next, the per-side KV footprint of what is in flight and
-the output-length learning. No I/O: the loader fills it, the loop asks it for waves, the line runner reports
-back when a line finishes."""
+What runs next is decided by core.sched.policy.AdmissionPolicy, the same code the simulator's `blendserve`
+policy runs (cumulative blend, job-level output-length learning, probes of new jobs, critical path): a simulated
+figure is a figure of this code. The policy's tree is a CompactTree (each prompt token held once). With many
+workers, per-lane scanners over the same tree take the lines instead (affinity.py). No I/O: the loader fills
+it, the loop asks it for waves, the line runner reports back when a line finishes."""
 
 from __future__ import annotations
 
@@ -17,11 +19,10 @@ from blendserve.core.dispatch.affinity import LaneScanners
 from blendserve.core.dispatch.compact_tree import CompactTree
 from blendserve.core.runtime.base import EmbedParams, SamplingParams
 from blendserve.core.sched.perf_model import PerfModel
+from blendserve.core.sched.policy import AdmissionPolicy
 from blendserve.core.sched.prefix_tree import TreeRequest
-from blendserve.core.sched.scanner import LEFT, RIGHT, DualScanner, Side, sample_requests
+from blendserve.core.sched.scanner import LEFT, Side, sample_requests
 from blendserve.store.dispatch_queries import PendingRow
-
-REBUILD_MIN_OBSERVATIONS = 16
 
 
 @dataclass(slots=True)
@@ -33,6 +34,7 @@ class Entry:
     params: SamplingParams | EmbedParams
     treq: TreeRequest
     side: Side = LEFT
+    free_requeues: int = 0  # failures while the runtime was down, which cost no attempt
     lane: Hashable | None = None
 
     @property
@@ -42,14 +44,12 @@ class Entry:
 
 class PendingSet:
     def __init__(self, perf: PerfModel) -> None:
-        self.tree = CompactTree(perf)  # each prompt token held once, in the tree (compact_tree.py)
-        self.scanner = DualScanner(self.tree)
+        self.policy = AdmissionPolicy(perf, tree=CompactTree(perf))  # each prompt token held once (compact_tree.py)
+        self.tree = self.policy.tree
+        self.scanner = self.policy.scanner
         self.entries: dict[int, Entry] = {}  # pending and in flight, by row id
         self.by_batch: dict[str, set[int]] = {}
-        self.inflight: dict[Side, float] = {LEFT: 0.0, RIGHT: 0.0}  # KV footprint per scanner side
-        self._needs_sample = False  # new lines arrived: run a small sample of each new group first
-        self._observed = 0
-        self._next_rebuild = REBUILD_MIN_OBSERVATIONS
+        self._needs_sample = False  # many workers: new lines arrived, sample each new group first (§5.4)
         self.lanes: LaneScanners | None = None  # many workers: one scanner per lane (affinity.py)
         self._params: dict[SamplingParams | EmbedParams, SamplingParams | EmbedParams] = {}
 
@@ -65,41 +65,36 @@ class PendingSet:
         is dropped (a retry or a restart re-reads the row), equal params and repeated strings are shared."""
         row = dataclasses.replace(row, body="", batch_id=sys.intern(row.batch_id), endpoint=sys.intern(row.endpoint))
         params = self._params.setdefault(params, params) if len(self._params) < 4096 else params
-        treq = TreeRequest(row.id, tokens, params.max_new_tokens * params.n)
+        treq = self.policy.add(row.id, tokens, params.max_new_tokens * params.n, group=row.batch_id)
         entry = Entry(row, params, treq)
         treq.payload = entry
         self.entries[row.id] = entry
         self.by_batch.setdefault(row.batch_id, set()).add(row.id)
-        self.tree.insert(treq)
         self._needs_sample = True
         return entry
 
+    @property
+    def inflight(self) -> dict[Side, float]:
+        """KV footprint in flight per scanner side (lanes keep their own)."""
+        return self.policy.inflight_kv
+
     def next_wave(self, room: int, kv_capacity: float) -> list[tuple[Entry, Side]]:
         """Up to `room` lines to run now, each with its scanner side; they leave the tree (call started() for
-        each one that is dispatched, or drop() for one that is not). New groups are sampled first (§5.4)."""
-        picked: list[tuple[TreeRequest, Side]] = []
-        if self._needs_sample:
-            self._needs_sample = False
-            picked = [(r, LEFT) for r in sample_requests(self.tree, cap=max(1, room // 2), unobserved_only=True)]
-        picked += self.scanner.next_requests(
-            kv_capacity, self.inflight[LEFT], self.inflight[RIGHT], limit=room - len(picked)
-        )
+        each one that is dispatched, or drop() for one that is not)."""
+        picked = self.policy.next_batch(kv_capacity, room)
         return [(cast(Entry, treq.payload), side) for treq, side in picked]
 
     def started(self, entry: Entry, side: Side) -> None:
         entry.side = side
         if entry.lane is not None and self.lanes is not None:
             self.lanes.started(entry.lane, entry.treq, side)
-            return
-        self.inflight[side] += entry.treq.footprint
 
     def finished(self, entry: Entry) -> None:
         """A started line ended (result, failure or retry): its footprint leaves the running blend."""
         if entry.lane is not None and self.lanes is not None:
             self.lanes.done(entry.lane, entry.treq, entry.side)
             return
-        self.scanner.done(entry.treq)
-        self.inflight[entry.side] -= entry.treq.footprint
+        self.policy.done(entry.row.id)
 
     # ---- many workers: lanes (one per worker), each with its own scanner over its pinned subtrees ----------
 
@@ -115,6 +110,8 @@ class PendingSet:
         self._needs_sample = False
         self.lanes.replan()
         picks = sample_requests(self.tree, cap=max(1, cap), unobserved_only=True)
+        for treq in picks:
+            self.policy.mark_taken(treq, LEFT)
         return [(treq.payload, self.lanes.lane_for_removed(treq)) for treq in picks]
 
     def next_lane_wave(self, lane: Hashable, room: int, kv_capacity: float) -> list[tuple[Entry, Side]]:
@@ -123,6 +120,7 @@ class PendingSet:
         picked = self.lanes.next_requests(lane, kv_capacity, room)
         out = []
         for treq, side in picked:
+            self.policy.mark_taken(treq, side)
             entry = treq.payload
             entry.lane = lane
             out.append((entry, side))
@@ -130,16 +128,16 @@ class PendingSet:
 
     def requeue(self, entry: Entry) -> None:
         """Put a line that will be retried back into the tree (unless its batch was forgotten meanwhile)."""
-        if entry.row.id in self.entries and entry.treq.node is None:
-            self.tree.insert(entry.treq)
+        if entry.row.id in self.entries:
+            self.policy.requeue(entry.row.id)
 
     def drop(self, row_id: int) -> None:
         """The line is done with (landed, failed, cancelled): forget it."""
         entry = self.entries.pop(row_id, None)
         if entry is None:
             return
-        if entry.treq.node is not None:
-            self.tree.remove(entry.treq)
+        if not self.policy.remove(row_id):
+            self.policy.done(row_id)
         rows = self.by_batch.get(entry.row.batch_id)
         if rows is not None:
             rows.discard(row_id)
@@ -168,11 +166,7 @@ class PendingSet:
         return not self.by_batch.get(batch_id)
 
     def learn(self, entry: Entry, output_tokens: int) -> None:
-        """Refine the subtree's output-length estimate; re-lay the order each time observations double."""
-        self.tree.observe(entry.tokens, output_tokens)
-        self._observed += 1
-        if self._observed >= self._next_rebuild:
-            self._next_rebuild = max(REBUILD_MIN_OBSERVATIONS, int(self._observed * 2))
-            self.scanner.invalidate()
-            if self.lanes is not None:
-                self.lanes.invalidate()
+        """A line finished with this many output tokens per copy: its job and subtree learn (call before drop)."""
+        self.policy.observe(entry.row.id, output_tokens)
+        if self.lanes is not None:
+            self.lanes.invalidate()

@@ -190,8 +190,9 @@ class Runtime(Protocol):
 
     async def abort(self, rids: Sequence[str]) -> None:
         """Abort the requests sent as generate(GenerateRequest(rid, ...)) for each rid given, every copy of
-        an n>1 request included. Safe for unknown, finished or already aborted rids (a no-op for those);
-        best effort, bounded in time, never raises. The aborted generate() raises Aborted (or the cancelled
-        task ends); the runtime's KV and slots are freed."""
+        an n>1 request included, whether the task awaiting generate() is still waiting or was cancelled first.
+        Safe for unknown, finished or already aborted rids (nothing runs under them: no effect); best effort,
+        bounded in time, never raises. A generate() still awaited raises Aborted; the runtime's KV and slots
+        are freed. Call it on cancel, on expiry and when a deadline_s() timeout gives up on an attempt."""
 
     async def close(self) -> None: ...

@@ -31,8 +31,7 @@ def load_chat_template(value: str | None) -> str | None:
 class HFTokenizer:
     def __init__(self, tokenizer, chat_template: str | None = None) -> None:
         self.tok = tokenizer
-        if chat_template is not None:
-            self.tok.chat_template = chat_template
+        self.template_kwargs = {"chat_template": chat_template} if chat_template is not None else {}
         try:
             self._auto_adds_specials = len(self.tok.encode("")) > 0
         except Exception:  # as SGLang: assume it does
@@ -46,7 +45,9 @@ class HFTokenizer:
         if messages and messages[-1].get("role") == "assistant" and isinstance(messages[-1].get("content"), str):
             messages[-1] = {"role": "user", "content": messages[-1]["content"]}
         try:
-            return self.tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return self.tok.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False, **self.template_kwargs
+            )
         except (TypeError, ValueError, KeyError) as exc:
             raise UnsupportedParameter(f"The chat template rejects these messages: {exc}", param="messages") from exc
         except Exception as exc:  # jinja2.TemplateError and raise_exception() in templates

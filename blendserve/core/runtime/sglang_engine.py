@@ -33,6 +33,7 @@ from blendserve.core.runtime.base import (
 )
 from blendserve.core.runtime.deadline import DeadlineEstimator
 from blendserve.core.runtime.hf_tokenizer import HFTokenizer, load_chat_template
+from blendserve.core.runtime.rid_book import RidBook
 from blendserve.core.runtime.sglang_result import parse_items
 from blendserve.core.runtime.token_text import TokenText
 from blendserve.core.sched.perf_model import PerfModel
@@ -82,8 +83,7 @@ class SGLangEngineRuntime:
         self.deadlines = DeadlineEstimator(settings.request_timeout_s)
         self._state, self._detail = HealthState.STARTING, "loading the model"
         self._builder: asyncio.Task | None = None
-        self._inflight: dict[str, list[str]] = {}
-        self._aborted: set[str] = set()
+        self.rids = RidBook()
 
     async def start(self) -> None:
         self._builder = asyncio.create_task(self._build(), name="sglang-engine-start")
@@ -123,7 +123,8 @@ class SGLangEngineRuntime:
             raise RuntimeUnavailable(f"the SGLang engine is not ready: {self._detail}")
         sglang_params.check(request, self.info)
         body = sglang_params.generate_body(request, with_logprob_text=False)
-        self._inflight[request.rid] = body["rid"]
+        self.rids.sent(request.rid, body["rid"])
+        cancelled = True
         try:
             out = await self.engine.async_generate(
                 input_ids=body["input_ids"],
@@ -132,13 +133,17 @@ class SGLangEngineRuntime:
                 return_logprob=request.params.logprobs,
                 top_logprobs_num=request.params.top_logprobs if request.params.logprobs else None,
             )
+            cancelled = False
             items = out if isinstance(out, list) else [out]
-            result, timings = parse_items(request, items, request.rid in self._aborted, self.token_text)
+            result, timings = parse_items(request, items, self.rids.was_aborted(request.rid), self.token_text)
         except ValueError as exc:  # the tokenizer manager's 400s (validation, too long) are per line
+            cancelled = False
             raise UnsupportedParameter(f"SGLang rejected the request: {exc}") from exc
+        except Exception:
+            cancelled = False
+            raise
         finally:
-            self._inflight.pop(request.rid, None)
-            self._aborted.discard(request.rid)
+            self.rids.finished(request.rid, cancelled)
         for tokens, seconds in timings:
             self.deadlines.observe(tokens, seconds)
         return result
@@ -147,12 +152,10 @@ class SGLangEngineRuntime:
         raise UnsupportedParameter("Embeddings need an SGLang embedding model.", param="url")
 
     async def abort(self, rids: Sequence[str]) -> None:
+        if self.engine is None:
+            return
         for rid in rids:
-            copies = self._inflight.get(rid)
-            if copies is None or self.engine is None:
-                continue
-            self._aborted.add(rid)
-            for copy in copies:
+            for copy in self.rids.to_abort(rid):
                 try:
                     self.engine.tokenizer_manager.abort_request(rid=copy)
                 except Exception as exc:  # best effort, never raises

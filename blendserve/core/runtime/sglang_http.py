@@ -30,6 +30,7 @@ from blendserve.core.runtime.base import (
     UnsupportedParameter,
 )
 from blendserve.core.runtime.deadline import DeadlineEstimator
+from blendserve.core.runtime.rid_book import RidBook
 from blendserve.core.runtime.sglang_result import parse_items
 from blendserve.core.runtime.sglang_tokenize import HTTPTokenizer, _message
 from blendserve.core.runtime.token_text import TokenText
@@ -73,8 +74,7 @@ class SGLangHTTPRuntime:
         self._state, self._detail = HealthState.STARTING, "connecting"
         self._checked = 0.0
         self._connector: asyncio.Task | None = None
-        self._inflight: dict[str, list[str]] = {}  # request rid -> the copy rids sent
-        self._aborted: set[str] = set()
+        self.rids = RidBook()
 
     # ---- connection -------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -115,7 +115,9 @@ class SGLangHTTPRuntime:
         context = next((m.get("max_model_len") for m in models.get("data", []) if m.get("max_model_len")), None)
         sglang_info.apply_server_info(self.info, server, context, sglang_info.model_name(model, self.model_name))
         if self.token_text is None:
-            self.token_text = await asyncio.to_thread(_load_token_text, self.tokenizer_path, model.get("model_path"))
+            self.token_text = await asyncio.to_thread(
+                _load_token_text, self.tokenizer_path, model.get("tokenizer_path"), model.get("model_path")
+            )
 
     def _set(self, state: HealthState, detail: str) -> None:
         self._state, self._detail, self._checked = state, detail, time.monotonic()
@@ -130,10 +132,12 @@ class SGLangHTTPRuntime:
             if resp.status_code == 404:  # older servers: /health
                 resp = await self.client.get("/health", timeout=httpx.Timeout(2.0))
             ok = resp.status_code == 200
+            if ok and self._state == HealthState.DOWN:  # back (maybe restarted with other limits): re-read them
+                await asyncio.wait_for(self._read_info(), timeout=2.0)
             self._set(
                 HealthState.READY if ok else HealthState.DOWN, "" if ok else f"/ready answered {resp.status_code}"
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, RuntimeError_, ValueError, TimeoutError) as exc:
             self._set(HealthState.DOWN, f"{type(exc).__name__}: {exc}")
         return Health(self._state, self._detail)
 
@@ -150,12 +154,10 @@ class SGLangHTTPRuntime:
         return self.deadlines.deadline_s(request.params.max_new_tokens)
 
     async def abort(self, rids: Sequence[str]) -> None:
+        if self._state == HealthState.STARTING:
+            return  # nothing was sent yet
         for rid in rids:
-            copies = self._inflight.get(rid)
-            if copies is None:
-                continue  # unknown or finished: nothing runs under it
-            self._aborted.add(rid)
-            for copy in copies:
+            for copy in self.rids.to_abort(rid):
                 try:
                     await self.client.post(
                         "/abort_request", json={"rid": copy, "abort_all": False}, timeout=self.info_timeout
@@ -173,13 +175,17 @@ class SGLangHTTPRuntime:
             raise RuntimeUnavailable(f"SGLang at {self.base_url} is not ready: {self._detail}")
         sglang_params.check(request, self.info)
         body = sglang_params.generate_body(request, with_logprob_text=self.token_text is None)
-        self._inflight[request.rid] = body["rid"]
+        self.rids.sent(request.rid, body["rid"])
+        cancelled = True
         try:
             resp = await self._post_generate(body)
-            result, timings = parse_items(request, _json(resp), request.rid in self._aborted, self.token_text)
+            result, timings = parse_items(request, _json(resp), self.rids.was_aborted(request.rid), self.token_text)
+            cancelled = False
+        except Exception:
+            cancelled = False
+            raise
         finally:
-            self._inflight.pop(request.rid, None)
-            self._aborted.discard(request.rid)
+            self.rids.finished(request.rid, cancelled)
         for tokens, seconds in timings:
             self.deadlines.observe(tokens, seconds)
         return result

@@ -6,8 +6,8 @@ Every node keeps aggregates over its subtree so that any subtree's density is a 
   d_sum  estimated output tokens of the requests below
   mem    sum of mem(r) (KV bytes read while decoding, as time)
   comp   = (tok + d_sum) * 2P/FLOPS              (shared-discounted compute)
-Output-length estimates (§4.3/§5.4): max_tokens until something better is known; then the mean of the
-finished/sampled requests of the same node, else of the parent's subtree (siblings), capped at max_tokens.
+Output-length estimates (d_est, and mem with E[d^2]) come from estimates.OutputLengths: known length, the
+request's batch job, its subtree, then max_tokens.
 """
 
 from __future__ import annotations
@@ -15,19 +15,30 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterator, Sequence
 
+from blendserve.core.sched.estimates import OutputLengths, reestimate
 from blendserve.core.sched.perf_model import PerfModel
-
-MIN_SAMPLES = 1  # observations a subtree needs before its mean replaces max_tokens
-FALLBACK_LEVELS = 2  # own node, then the parent's subtree (siblings); never the whole tree
+from blendserve.core.sched.radix_match import edge_of as _edge_of
+from blendserve.core.sched.radix_match import match_len as _match_len
 
 
 class TreeRequest:
-    """A request as the scheduler sees it. `key` is the caller's id; `payload` rides along untouched."""
+    """A request as the scheduler sees it. `key` is the caller's id; `payload` rides along untouched; `group` is
+    its batch job (lines of one job are alike: estimates learn per job); `known` an output length known upfront."""
 
-    __slots__ = ("key", "tokens", "max_tokens", "d_est", "mem", "node", "payload", "footprint")
+    __slots__ = ("key", "tokens", "max_tokens", "d_est", "mem", "node", "payload", "footprint", "group", "known")
 
-    def __init__(self, key: object, tokens: Sequence[int], max_tokens: int, payload: object = None) -> None:
+    def __init__(
+        self,
+        key: object,
+        tokens: Sequence[int],
+        max_tokens: int,
+        payload: object = None,
+        group: object = None,
+        known: int | None = None,
+    ) -> None:
         self.key = key
+        self.group = group
+        self.known = known
         self.tokens = tokens if isinstance(tokens, array) else array("i", tokens)
         self.max_tokens = max(1, int(max_tokens))
         self.d_est = float(self.max_tokens)
@@ -81,40 +92,13 @@ class Node:
         return total
 
 
-def _match_len(edge: array, off: int, width: int, tokens: array, start: int) -> int:
-    """Length of the common prefix of edge[off:off+width] and tokens[start:]. A few tokens one by one first
-    (a diverging suffix usually differs at once), then whole-slice compares (C speed) and bisection."""
-    n = min(width, len(tokens) - start)
-    i = 0
-    while i < n and i < 8:
-        if edge[off + i] != tokens[start + i]:
-            return i
-        i += 1
-    if i == n or edge[off + i : off + n] == tokens[start + i : start + n]:
-        return n
-    lo, hi = i, n - 1  # edge and tokens agree on [0, lo) and differ somewhere in [lo, n)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if edge[off + lo : off + mid] == tokens[start + lo : start + mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def _edge_of(node: Node) -> tuple[array, int, int]:
-    """(array, offset, length) of a node's edge, without copying a lazy leaf's tail."""
-    if node.key is not None:
-        return node.key, 0, len(node.key)
-    return node.src, node.off, len(node.src) - node.off  # type: ignore[return-value,arg-type]
-
-
 class PrefixTree:
     def __init__(self, perf: PerfModel) -> None:
         self.perf = perf
         # the perf model's per-token constants, read once: rho() and _estimate() run millions of times
         self.comp_per_token = perf.comp_per_token
         self.mem_per_token = perf.mem_per_token_read
+        self.lengths = OutputLengths(self.mem_per_token)
         self.root = Node(array("i"), None)
         self.prompt_tokens = 0  # sum of prompt lengths of the requests in the tree
         # Bumped on insert only: a scanner rebuilds its order when requests arrive; removals (dispatch,
@@ -149,7 +133,7 @@ class PrefixTree:
             if common < width:
                 child = self._split(child, common)
             node, pos = child, pos + common
-        self._estimate(req, node)
+        self.lengths.estimate(req, node, self.root)
         node.requests.append(req)
         req.node = node
         d, mem = req.d_est, req.mem
@@ -221,39 +205,23 @@ class PrefixTree:
             node.mem += mem
             node = node.parent
 
-    # ---- output-length estimates ------------------------------------------------------------------
+    # ---- output-length learning (estimates.py) ----------------------------------------------------
 
-    def _estimate(self, req: TreeRequest, node: Node) -> None:
-        d = float(req.max_tokens)
-        root = self.root
-        if node is not root:  # own node, else the parent's subtree (FALLBACK_LEVELS = 2), never the root
-            if node.obs_n >= MIN_SAMPLES:
-                d = min(d, node.obs_sum / node.obs_n)
-            else:
-                parent = node.parent
-                if parent is not root and parent.obs_n >= MIN_SAMPLES:  # type: ignore[union-attr]
-                    d = min(d, parent.obs_sum / parent.obs_n)  # type: ignore[union-attr]
-        d = req.d_est = max(1.0, d)
-        req.mem = (len(req.tokens) * d + d * d / 2.0) * self.mem_per_token  # = perf.mem(p, d), inlined
+    def observe(self, tokens: Sequence[int], output_tokens: int, group: object = None) -> None:
+        """A request with this prompt (of this job) finished, or a sample came back, with `output_tokens`. Its job
+        and its subtree learn; pending requests of a job or subtree whose sample count reached a power of two
+        are re-estimated (amortised O(n log n)). Works whether or not the request is still in the tree."""
+        if self.lengths.observe_job(group, output_tokens):
+            self.reestimate_job(group)
+        for node in self.lengths.observe_subtree(self, tokens, output_tokens):
+            self.reestimate(node)
 
-    def observe(self, tokens: Sequence[int], output_tokens: int) -> None:
-        """A request with this prompt finished (or a sample came back) with `output_tokens`: record it on the
-        deepest node of its path and the parent, and re-estimate the pending requests of a subtree whose sample
-        count reached a power of two (amortised O(n log n)). Works whether or not the request is still here."""
-        probe: Node | None = self._locate(tokens if isinstance(tokens, array) else array("i", tokens))
-        refresh: list[Node] = []
-        for _ in range(FALLBACK_LEVELS):
-            if probe is None or probe is self.root:
-                break
-            probe.obs_n += 1
-            probe.obs_sum += output_tokens
-            if probe.obs_n & (probe.obs_n - 1) == 0:
-                refresh.append(probe)
-            probe = probe.parent
-        for sub in refresh:
-            self.reestimate(sub)
+    def reestimate_job(self, group: object) -> None:
+        """Re-estimate the pending requests of one job (a linear scan; callers that index jobs do better)."""
+        reestimate(self, (r for r in self.iter_subtree(self.root) if r.group == group))
 
-    def _locate(self, tokens: array) -> Node:
+    def locate(self, tokens: array) -> Node:
+        """The deepest node whose path is a prefix of `tokens` (or the node `tokens` end inside of)."""
         node, pos = self.root, 0
         while pos < len(tokens):
             child = node.children.get(tokens[pos])
@@ -267,11 +235,7 @@ class PrefixTree:
         return node
 
     def reestimate(self, node: Node) -> None:
-        for req in list(self.iter_subtree(node)):
-            old_d, old_mem = req.d_est, req.mem
-            self._estimate(req, req.node)  # type: ignore[arg-type]
-            if req.d_est != old_d:
-                self._add_up(req.node, 0, 0, req.d_est - old_d, req.mem - old_mem)
+        reestimate(self, self.iter_subtree(node))
 
     # ---- reading ----------------------------------------------------------------------------------
 

@@ -1,8 +1,13 @@
 """The dual scanner (BlendServe paper §5.3, Alg. 3) and stratified sampling (§5.4). Pure.
 
 DualScanner walks the order of ordering.blend_order() from both ends at once, the left cursor feeding
-compute-heavy work and the right memory-heavy work, so that the running blend has the remaining tree's
-density (Alg. 3; see next_requests).
+compute-heavy work and the right memory-heavy work. Three blends decide which cursor takes the next request:
+- "cumulative" (default): the left cursor while sum comp(admitted) < rho * sum mem(admitted), with rho the density
+  of everything (admitted + pending): every prefix of the admission order carries the workload's density,
+  whatever the requests' lifetimes. Admitted requests' shares are corrected to their true output length when
+  it is known (settle());
+- "rate": the running per-step rates of the requests in flight (work / estimated lifetime);
+- "kv": Alg. 3 as written, the KV budget split between the cursors by the windows' densities.
 
 Where the paper is silent:
 - split fraction outside [0, 1] (both windows denser, or both sparser, than the root): clipped, so all of the
@@ -29,6 +34,7 @@ class Side(StrEnum):
 
 
 LEFT, RIGHT = Side.LEFT, Side.RIGHT
+BLENDS = ("cumulative", "rate", "kv")
 
 
 def sample_requests(
@@ -72,9 +78,11 @@ def split_fraction(rho_left: float, rho_right: float, rho_target: float) -> floa
 class DualScanner:
     """Two cursors over blend_order(): left takes compute-heavy work, right memory-heavy, each in DFS order."""
 
-    def __init__(self, tree: PrefixTree, window: int = 32, split_budget: float = 0.01, blend: str = "rate") -> None:
-        if blend not in ("rate", "kv"):
-            raise ValueError("blend is 'rate' (running per-step rates) or 'kv' (Alg. 3 KV split)")
+    def __init__(
+        self, tree: PrefixTree, window: int = 32, split_budget: float = 0.01, blend: str = "cumulative"
+    ) -> None:
+        if blend not in BLENDS:
+            raise ValueError(f"blend is one of {BLENDS}: cumulative density, running rates, or Alg. 3 KV split")
         self.blend = blend
         self.tree = tree
         self.window = window
@@ -87,6 +95,8 @@ class DualScanner:
         self.plan = SplitPlan()
         self.rate_comp = self.rate_mem = 0.0
         self.taken_rates: dict[object, tuple[float, float]] = {}
+        self.cum_comp = self.cum_mem = 0.0  # blend="cumulative": shares of everything admitted so far
+        self.taken_shares: dict[object, tuple[float, float, float, int]] = {}  # key -> comp, mem, unique, prompt
 
     def rebuild(self) -> None:
         self.plan = plan_splits(self.tree, self.split_budget)
@@ -125,8 +135,10 @@ class DualScanner:
         """Requests to admit now, each with its side; taken requests leave the tree. `inflight_*` are the
         caller's sums of footprint() of what it holds per side; call done() when one finishes.
 
+        blend="cumulative" (default) takes the left cursor while the admitted requests' compute is below the whole
+        workload's density times their memory time, else the right one; the KV room only throttles.
         blend="kv" is Alg. 3 as written: the KV budget is split x : 1-x between the cursors with
-        x*rho_L + (1-x)*rho_R = rho_root (windows of the next requests at each end). blend="rate" (default)
+        x*rho_L + (1-x)*rho_R = rho_root (windows of the next requests at each end). blend="rate"
         keeps the same goal, "the running blend has the remaining tree's rho", but measures the blend as the
         per-step compute and memory rates of the requests in flight (work / estimated lifetime): KV share is
         a poor proxy for memory time when shared prefixes sit in the cache once, and a short compute-heavy
@@ -148,7 +160,7 @@ class DualScanner:
             side = self._choose_side(budgets, rho_root)
             req = self.order[self.lo] if side == LEFT else self.order[self.hi]
             cost = footprint(req)
-            if cost > (room if self.blend == "rate" else budgets[side]) and not (idle and not picked):
+            if cost > (budgets[side] if self.blend == "kv" else room) and not (idle and not picked):
                 break  # (an idle runtime always gets at least one request, however large)
             self._take(req, side, cost)
             budgets[side] -= cost
@@ -157,27 +169,62 @@ class DualScanner:
         return picked
 
     def _choose_side(self, budgets: dict[Side, float], rho_root: float) -> Side:
+        if self.blend == "cumulative":
+            root = self.tree.root
+            comp = self.cum_comp + self.tree.comp(root)
+            mem = self.cum_mem + root.mem
+            target = comp / mem if mem > 0 else rho_root
+            return LEFT if self.cum_comp < target * self.cum_mem else RIGHT
         if self.blend == "rate":
             return LEFT if self.rate_comp < rho_root * self.rate_mem else RIGHT
         return LEFT if budgets[LEFT] >= budgets[RIGHT] else RIGHT
 
     def _take(self, req: TreeRequest, side: Side, cost: float) -> None:
-        life = req.d_est + 1.0  # steps it will hold its place: decode steps plus (about) one of prefill
-        comp_rate = req_comp_tokens(req) * self.tree.comp_per_token / life
-        mem_rate = req.mem / life
-        self.rate_comp += comp_rate
-        self.rate_mem += mem_rate
-        self.taken_rates[req.key] = (comp_rate, mem_rate)
-        req.footprint = cost
         if side == LEFT:
             self.lo += 1
         else:
             self.hi -= 1
-        self.tree.remove(req)
+        self.take_out_of_order(req, cost)
         self._skip_removed()
+
+    def take_out_of_order(self, req: TreeRequest, cost: float | None = None) -> None:
+        """Admit a pending request the cursors did not choose (a probe): it joins the blend's sums and leaves the
+        tree; the cursors skip it where it stands."""
+        cost = footprint(req) if cost is None else cost
+        life = req.d_est + 1.0  # steps it will hold its place: decode steps plus (about) one of prefill
+        comp_tokens = req_comp_tokens(req)
+        comp = comp_tokens * self.tree.comp_per_token
+        self.rate_comp += comp / life
+        self.rate_mem += req.mem / life
+        self.taken_rates[req.key] = (comp / life, req.mem / life)
+        self.cum_comp += comp
+        self.cum_mem += req.mem
+        self.taken_shares[req.key] = (comp, req.mem, comp_tokens - req.d_est, len(req.tokens))
+        req.footprint = cost
+        self.tree.remove(req)
+
+    def settle(self, key: object, output_tokens: int) -> None:
+        """A taken request's true output length is known: its share of the cumulative blend becomes the truth
+        (the estimate it was admitted with is forgotten). Unknown keys are ignored."""
+        share = self.taken_shares.pop(key, None)
+        if share is None:
+            return
+        comp, mem, unique, prompt = share
+        d = float(max(1, output_tokens))
+        self.cum_comp += (unique + d) * self.tree.comp_per_token - comp
+        self.cum_mem += (prompt * d + d * d / 2.0) * self.tree.mem_per_token - mem
 
     def done(self, req: TreeRequest) -> None:
         """A taken request finished (or failed, or went back): its per-step rates leave the running blend."""
+        self.taken_shares.pop(req.key, None)  # its admitted share stays in the cumulative sums
         comp_rate, mem_rate = self.taken_rates.pop(req.key, (0.0, 0.0))
         self.rate_comp -= comp_rate
         self.rate_mem -= mem_rate
+
+    def pending_order(self) -> list[TreeRequest]:
+        """The requests the cursors have yet to reach, in blend order (laid out again first if requests arrived
+        or estimates changed, as the next next_requests() call would). Taken requests may still be listed:
+        their node is None."""
+        if self._built_at != self.tree.inserts:
+            self.rebuild()
+        return self.order[self.lo : self.hi + 1]

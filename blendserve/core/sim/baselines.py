@@ -1,97 +1,124 @@
-"""Orderings fed to the simulator: FCFS (file order), DFS (longest-prefix-match), random, BlendServe. Pure."""
+"""The orders compared on the same simulator, requests and seeds (pure).
+
+  fcfs               submission order: job after job, lines in file order (vLLM run-batch, LiteLLM, a hosted queue)
+  dfs                client-sorted longest-prefix-first: the lines sorted by prompt, so shared prefixes are
+                     adjacent (SGLang's own LPM falls back to FCFS above 128 queued requests: this is what a client
+                     that sorts its file gets)
+  shuffled           a random order of what has arrived
+  blendserve         the admission policy (core/sched/policy.py) with learned output lengths
+  blendserve-oracle  the same policy told the true output lengths (what the estimator costs)
+  blendserve-rate    the same policy with the `rate` blend (running per-step rates of what is in flight)
+  blendserve-v1      the first build's scheduler, for reference: `rate` blend, subtree-only estimates, a 1%
+                     stratified sample of every shared-prefix group run up front
+(blendserve-rate and blendserve-v1 are for comparison: `--policies` names them.)
+Requests that arrive later are ordered the same way among themselves and queue behind what is waiting
+(dfs re-sorts the whole waiting queue; blendserve inserts them into its tree).
+"""
 
 from __future__ import annotations
 
 import random
 from collections import deque
 
-from blendserve.core.sched.ordering import dfs_order
 from blendserve.core.sched.perf_model import PerfModel
-from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
-from blendserve.core.sched.scanner import LEFT, RIGHT, DualScanner, sample_requests
-from blendserve.core.sim.engine import Engine, ListPolicy, SimRequest
+from blendserve.core.sched.policy import AdmissionPolicy
+from blendserve.core.sched.prefix_tree import TreeRequest
+from blendserve.core.sched.scanner import LEFT, Side, sample_requests
+from blendserve.core.sim.engine import Engine
+from blendserve.core.sim.request import ListPolicy, SimRequest
 from blendserve.core.sim.workloads import TokenPool
 
-
-def build_tree(requests: list[SimRequest], perf: PerfModel, pool: TokenPool) -> PrefixTree:
-    tree = PrefixTree(perf)
-    for req in requests:
-        tree.insert(TreeRequest(req.rid, pool.tokens(req), req.max_tokens, payload=req))
-    return tree
+POLICIES = ("fcfs", "dfs", "shuffled", "blendserve", "blendserve-oracle", "blendserve-rate", "blendserve-v1")
+SIMPLE = ("fcfs", "dfs", "shuffled")
 
 
-def fcfs(requests: list[SimRequest]) -> ListPolicy:
-    return ListPolicy(list(requests))
+class Shuffled(ListPolicy):
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.rng = random.Random(seed)
+
+    def arrange(self, arrived: list[SimRequest]) -> None:
+        self.rng.shuffle(arrived)
+        self.queue.extend(arrived)
 
 
-def randomized(requests: list[SimRequest], seed: int = 0) -> ListPolicy:
-    order = list(requests)
-    random.Random(seed).shuffle(order)
-    return ListPolicy(order)
+class ClientSortedDfs(ListPolicy):
+    def arrange(self, arrived: list[SimRequest]) -> None:
+        waiting = list(self.queue) + arrived
+        waiting.sort(key=lambda r: tuple(seg_id for seg_id, _ in r.segments))  # lexicographic = depth-first
+        self.queue = deque(waiting)
 
 
-def dfs(requests: list[SimRequest], perf: PerfModel, pool: TokenPool) -> ListPolicy:
-    return ListPolicy([r.payload for r in dfs_order(build_tree(requests, perf, pool))])
-
-
-class BlendPolicy:
-    """The dual scanner over the global tree. A 1% stratified sample runs first; output lengths of finished
-    requests refine the estimates of their subtrees, and the order is laid out again when all samples are back
-    and whenever the observations have grown by `rebuild_growth` (paper §5.4: learn d from what ran)."""
+class BlendServe:
+    """The admission policy driven by the simulator: asked for `refill` requests at a time, told every finish.
+    Retractions stay on this side (the runtime retracts and re-runs them; the policy still counts them in
+    flight), as SGLang does internally."""
 
     def __init__(
-        self,
-        requests: list[SimRequest],
-        perf: PerfModel,
-        pool: TokenPool,
-        kv_budget: float,
-        refill: int = 64,
-        sample_fraction: float = 0.01,
-        rebuild_growth: float = 2.0,
-        blend: str = "rate",
+        self, perf: PerfModel, pool: TokenPool, kv_budget: float, oracle: bool = False, refill: int = 64, **kwargs
     ) -> None:
-        self.pool = pool
-        self.tree = build_tree(requests, perf, pool)
-        self.scanner = DualScanner(self.tree, blend=blend)
-        self.kv_budget = kv_budget
-        self.refill = refill
-        self.queue: deque[tuple[TreeRequest, str]] = deque()
-        self.inflight = {LEFT: 0.0, RIGHT: 0.0}
-        self.sent: dict[int, tuple[float, str, TreeRequest]] = {}
-        self.observed = 0
-        self.next_rebuild = 16
-        self.rebuild_growth = rebuild_growth  # re-lay the order each time observations grow by this factor
-        samples = sample_requests(self.tree, sample_fraction) if sample_fraction > 0 else []
-        self.samples = len(samples)
-        for req in samples:
-            self.inflight[LEFT] += req.footprint
-            self.sent[req.key] = (req.footprint, LEFT, req)
-        self.queue.extend((req, LEFT) for req in samples)
+        self.policy = AdmissionPolicy(perf, **kwargs)
+        self.pool, self.kv_budget, self.oracle, self.refill = pool, kv_budget, oracle, refill
+        self.queue: deque[tuple[TreeRequest, Side]] = deque()
+        self.retracted: deque[SimRequest] = deque()
+
+    def add(self, req: SimRequest) -> None:
+        known = req.output_len if self.oracle else None
+        self.policy.add(req.rid, self.pool.tokens(req), req.max_tokens, group=req.job, payload=req, known_output=known)
 
     def peek(self, engine: Engine) -> SimRequest | None:
+        if self.retracted:
+            return self.retracted[0]
         if not self.queue:
-            picked = self.scanner.next_requests(
-                self.kv_budget, self.inflight[LEFT], self.inflight[RIGHT], limit=self.refill
-            )
-            for req, side in picked:
-                self.inflight[side] += req.footprint
-                self.sent[req.key] = (req.footprint, side, req)
-            self.queue.extend(picked)
-        return self.queue[0][0].payload if self.queue else None
+            self.queue.extend(self.policy.next_batch(self.kv_budget, limit=self.refill))
+        return self.queue[0][0].payload if self.queue else None  # type: ignore[return-value]
 
     def pop(self) -> SimRequest:
-        return self.queue.popleft()[0].payload
+        if self.retracted:
+            return self.retracted.popleft()
+        return self.queue.popleft()[0].payload  # type: ignore[return-value]
 
     def requeue(self, req: SimRequest) -> None:
-        cost, side, treq = self.sent[req.rid]
-        self.queue.appendleft((treq, side))
+        self.retracted.appendleft(req)
 
     def on_finish(self, req: SimRequest, engine: Engine) -> None:
-        cost, side, treq = self.sent.pop(req.rid)
-        self.inflight[side] -= cost
-        self.scanner.done(treq)
-        self.tree.observe(treq.tokens, req.output_len)
-        self.observed += 1
-        if self.observed >= self.next_rebuild or self.observed == self.samples:
-            self.next_rebuild = max(16, int(self.observed * self.rebuild_growth))
-            self.scanner.invalidate()
+        self.policy.observe(req.rid, req.output_len)
+        self.policy.done(req.rid)
+
+
+class BlendServeV1(BlendServe):
+    """The first build's policy (see the module docstring): what the estimator and blend replaced."""
+
+    def __init__(self, perf: PerfModel, pool: TokenPool, kv_budget: float, refill: int = 64) -> None:
+        super().__init__(perf, pool, kv_budget, refill=refill, blend="rate", probe=0)
+        self.sampled = False
+
+    def add(self, req: SimRequest) -> None:
+        self.policy.add(req.rid, self.pool.tokens(req), req.max_tokens, payload=req)  # no job: subtree learning only
+
+    def peek(self, engine: Engine) -> SimRequest | None:
+        if not self.sampled:  # the stratified sample runs first, ahead of the scanner
+            self.sampled = True
+            policy = self.policy
+            for req in sample_requests(policy.tree, 0.01):
+                policy._forget_pending(req)
+                policy.inflight[req.key] = (req, LEFT)
+                policy.inflight_kv[LEFT] += req.footprint
+                self.queue.append((req, LEFT))
+        return super().peek(engine)
+
+
+def make_policy(name: str, perf: PerfModel, pool: TokenPool, kv_budget: float, seed: int, **kwargs):
+    if name == "fcfs":
+        return ListPolicy()
+    if name == "shuffled":
+        return Shuffled(seed)
+    if name == "dfs":
+        return ClientSortedDfs()
+    if name in ("blendserve", "blendserve-oracle"):
+        return BlendServe(perf, pool, kv_budget, oracle=name == "blendserve-oracle", **kwargs)
+    if name == "blendserve-rate":
+        return BlendServe(perf, pool, kv_budget, blend="rate", **kwargs)
+    if name == "blendserve-v1":
+        return BlendServeV1(perf, pool, kv_budget)
+    raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")

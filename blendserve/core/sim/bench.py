@@ -1,137 +1,160 @@
-"""`blendserve bench schedule`: BlendServe vs DFS / FCFS / random in the simulator, ratios from one run."""
+"""`blendserve bench schedule`: every order on the same simulator, requests and seeds; one table, JSON rows."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
+import sys
 import time
+from collections import Counter
+from dataclasses import dataclass
 
 from blendserve.core.sched.perf_model import PerfModel
-from blendserve.core.sim import baselines as policies
-from blendserve.core.sim.engine import EngineConfig, SimRequest, SimResult, simulate
-from blendserve.core.sim.workloads import TokenPool, _unique_prompt_tokens, trace
+from blendserve.core.sim.baselines import POLICIES, SIMPLE, make_policy
+from blendserve.core.sim.bounds import t_opt, t_opt_tight
+from blendserve.core.sim.engine import EngineConfig, simulate
+from blendserve.core.sim.request import SimRequest, SimResult
+from blendserve.core.sim.step_cost import MODES, Hardware
+from blendserve.core.sim.suites import SUITES, build
+from blendserve.core.sim.trace_file import load_trace
+from blendserve.core.sim.workloads import TokenPool, measure, shared_prefix_tokens
 
-MODES = {"sequential": 0.0, "overlapped": 1.0}
-
-
-def t_opt(requests: list[SimRequest], perf: PerfModel) -> float:
-    """Paper's bound: max((1 - s_o) T_comp, T_mem), s_o = compute share that perfect prefix sharing saves."""
-    prompt = sum(r.prompt_len for r in requests)
-    output = sum(r.output_len for r in requests)
-    t_comp = (prompt + output) * perf.comp_per_token
-    s_o = (prompt - _unique_prompt_tokens(requests)) / (prompt + output)
-    t_mem = sum(perf.mem(r.prompt_len, r.output_len) for r in requests)
-    return max((1 - s_o) * t_comp, t_mem)
+METRICS = ("throughput", "vs_dfs", "vs_fcfs", "vs_best_simple", "sharing_vs_dfs", "vs_t_opt", "vs_t_opt_tight")
 
 
-def run_policy(
-    name: str, requests: list[SimRequest], perf: PerfModel, pool: TokenPool, cfg: EngineConfig, seed: int
-) -> SimResult:
-    if name == "fcfs":
-        policy = policies.fcfs(requests)
-    elif name == "random":
-        policy = policies.randomized(requests, seed)
-    elif name == "dfs":
-        policy = policies.dfs(requests, perf, pool)
-    else:
-        blend = "kv" if name == "blend-alg3" else "rate"
-        policy = policies.BlendPolicy(requests, perf, pool, kv_budget=cfg.kv_capacity, blend=blend)
-    return simulate(policy, perf, cfg, len(requests))
+@dataclass
+class Case:
+    trace: str
+    seed: int
+    requests: list[SimRequest]
+
+
+def _cases(args: argparse.Namespace, perf: PerfModel, log) -> list[Case]:
+    seeds = range(args.seed, args.seed + args.seeds)
+    if args.trace_file:
+        reqs = load_trace(args.trace_file)
+        return [Case(args.trace_file, seed, reqs) for seed in seeds]
+    cases = []
+    for workload in SUITES[args.suite]:
+        for seed in seeds:
+            reqs, _ = build(workload, args.requests, perf, seed)
+            cases.append(Case(workload.name, seed, reqs))
+    return cases
+
+
+def _describe(case: Case, perf: PerfModel, log) -> None:
+    rho, sharing = measure(case.requests, perf)
+    shared = shared_prefix_tokens(case.requests) / max(1, perf.kv_capacity_tokens)
+    jobs = ", ".join(f"{k} {v}" for k, v in Counter(r.job for r in case.requests).items())
+    log(
+        f"# {case.trace} seed {case.seed}: {len(case.requests)} requests, rho {rho:.2f}, prefix sharing {sharing:.2f}, "
+        f"shared-prefix tokens {shared:.1f}x the KV cache; jobs: {jobs}"
+    )
+
+
+def run_case(case: Case, mode: str, policies: list[str], perf: PerfModel, hw: Hardware, log) -> list[dict]:
+    cfg = EngineConfig(kv_capacity=perf.kv_capacity_tokens, mode=mode)
+    pool = TokenPool(seed=case.seed)
+    results: dict[str, SimResult] = {}
+    for name in policies:
+        t0 = time.perf_counter()
+        policy = make_policy(name, perf, pool, cfg.kv_capacity, case.seed)
+        results[name] = simulate(policy, hw, cfg, case.requests)
+        log(f"#   {case.trace} s{case.seed} {mode} {name}: {time.perf_counter() - t0:.1f} s wall")
+    tokens = sum(r.prompt_len + r.output_len for r in case.requests)
+    bound = tokens / t_opt(case.requests, hw)
+    tight = tokens / t_opt_tight(case.requests, hw, cfg.kv_capacity, cfg.max_running)
+    dfs, fcfs = results.get("dfs"), results.get("fcfs")
+    simple = [results[p].throughput for p in SIMPLE if p in results]
+    rows = []
+    for name, res in results.items():
+        rows.append({
+            "trace": case.trace, "mode": mode, "policy": name, "seed": case.seed,
+            "throughput": res.throughput,
+            "vs_dfs": res.throughput / dfs.throughput if dfs else None,
+            "vs_fcfs": res.throughput / fcfs.throughput if fcfs else None,
+            "vs_best_simple": res.throughput / max(simple) if simple else None,
+            "sharing_vs_dfs": res.cache_hit_ratio / dfs.cache_hit_ratio if dfs and dfs.cache_hit_ratio else None,
+            "vs_t_opt": res.throughput / bound,
+            "vs_t_opt_tight": res.throughput / tight,
+            "steps": res.steps, "retractions": res.retractions, "cache_hit_ratio": res.cache_hit_ratio,
+        })  # fmt: skip
+    return rows
+
+
+def _mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.0f}±{std:.0f}" if mean > 100 else f"{mean:.3f}±{std:.3f}"
+
+
+def table(rows: list[dict]) -> list[str]:
+    """One line per (trace, mode, policy): mean ± std over seeds of every metric, then blendserve's averages."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["trace"], row["mode"], row["policy"]), []).append(row)
+    head = f"{'trace':<16}{'mode':<14}{'policy':<19}" + "".join(f"{m:>17}" for m in METRICS)
+    lines = [head]
+    for (trace, mode, policy), group in groups.items():
+        cells = [_mean_std([g[m] for g in group if g[m] is not None]) for m in METRICS]
+        lines.append(f"{trace:<16}{mode:<14}{policy:<19}" + "".join(f"{c:>17}" for c in cells))
+    lines += _summary(rows)
+    return lines
+
+
+def _summary(rows: list[dict]) -> list[str]:
+    lines = []
+    modes = list(dict.fromkeys(r["mode"] for r in rows))
+    for policy in ("blendserve", "blendserve-oracle", "blendserve-rate", "blendserve-v1"):
+        for mode in modes:
+            sel = [r for r in rows if r["policy"] == policy and r["mode"] == mode]
+            if not sel:
+                continue
+            means = {m: statistics.fmean(r[m] for r in sel if r[m] is not None) for m in METRICS[1:5]}
+            worst = min(r["vs_best_simple"] for r in sel)
+            lines.append(
+                f"# {policy} {mode}, mean over traces and seeds: "
+                + ", ".join(f"{m} {v:.3f}" for m, v in means.items())
+                + f"; worst vs_best_simple {worst:.3f}"
+            )
+    for mode in modes:  # the share of the v1 -> oracle gap that the new estimator and blend close
+        by_policy = {
+            p: [r["throughput"] for r in rows if r["mode"] == mode and r["policy"] == p]
+            for p in ("blendserve", "blendserve-oracle", "blendserve-v1")
+        }
+        if all(by_policy.values()):
+            bs, oracle, v1 = (statistics.fmean(v) for v in by_policy.values())
+            closed = (bs - v1) / (oracle - v1) if oracle != v1 else float("nan")
+            lines.append(f"# {mode}: blendserve closes {closed:.2f} of the blendserve-v1 -> oracle throughput gap")
+    return lines
 
 
 def run_schedule_bench(args: argparse.Namespace) -> int:
     perf = PerfModel.preset(args.model, args.gpu)
-    pool = TokenPool(seed=args.seed)
-    modes = list(MODES) if args.mode == "both" else [args.mode]
-    print(f"# {args.model} on {args.gpu}: KV capacity {perf.kv_capacity_tokens} tokens, {args.requests} requests")
-    print("trace mode        policy      thrpt(tok/s)  vs_Topt  vs_DFS  vs_FCFS  hit_ratio  share_vs_DFS  sim_s")
-    summary: dict[str, list[float]] = {}
-    for number in [int(t) for t in args.trace.split(",")]:
-        requests = trace(number, args.requests, perf, args.seed)
-        bound = sum(r.prompt_len + r.output_len for r in requests) / t_opt(requests, perf)
+    hw = Hardware.from_perf(perf)
+    modes = [m.strip() for m in args.mode.split(",")]
+    policies = [p.strip() for p in args.policies.split(",")]
+    for name in modes:
+        if name not in MODES:
+            raise SystemExit(f"unknown mode {name!r}; modes: {', '.join(MODES)}")
+    for name in policies:
+        if name not in POLICIES:
+            raise SystemExit(f"unknown policy {name!r}; policies: {', '.join(POLICIES)}")
+
+    def log(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    log(f"# {args.model} on {args.gpu}: KV capacity {perf.kv_capacity_tokens} tokens; engine constants {hw}")
+    rows: list[dict] = []
+    for case in _cases(args, perf, log):
+        _describe(case, perf, log)
         for mode in modes:
-            cfg = EngineConfig(kv_capacity=perf.kv_capacity_tokens, overlap=MODES[mode])
-            results = {}
-            for name in ("fcfs", "random", "dfs", "blend-alg3", "blendserve"):
-                t0 = time.perf_counter()
-                results[name] = (run_policy(name, requests, perf, pool, cfg, args.seed), time.perf_counter() - t0)
-            dfs, fcfs = results["dfs"][0], results["fcfs"][0]
-            for name, (res, wall) in results.items():
-                row = (
-                    res.throughput / bound,
-                    res.throughput / dfs.throughput,
-                    res.throughput / fcfs.throughput,
-                    res.cache_hit_ratio,
-                    res.cache_hit_ratio / dfs.cache_hit_ratio if dfs.cache_hit_ratio else 1,
-                )
-                print(
-                    f"#{number:<4} {mode:<11} {name:<11} {res.throughput:>12.0f}  {row[0]:>7.3f}  {row[1]:>6.3f}"
-                    f"  {row[2]:>7.3f}  {row[3]:>9.3f}  {row[4]:>12.3f}  {wall:>5.1f}"
-                )
-                if name == "blendserve":
-                    for key, value in zip(
-                        ("vs_Topt", "vs_DFS", "vs_FCFS", "share_vs_DFS"), (row[0], row[1], row[2], row[4]), strict=True
-                    ):
-                        summary.setdefault(f"{mode} {key}", []).append(value)
-    print("# BlendServe averages over the traces:")
-    for key, values in summary.items():
-        print(f"#   {key:<24} {sum(values) / len(values):.3f}")
+            rows.extend(run_case(case, mode, policies, perf, hw, log))
+    print("\n".join(table(rows)))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"rows": rows}, fh, indent=1)
     return 0
-
-
-def run_tree_bench(args: argparse.Namespace) -> int:
-    """Scheduler cost at scale: tree build + layer-wise sort, memory per request beyond token ids, and the
-    dual scanner's cost per admitted request."""
-    import gc
-    import resource
-    import sys
-
-    from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
-    from blendserve.core.sched.scanner import DualScanner
-
-    perf = PerfModel.preset(args.model, args.gpu)
-    requests = trace(args.trace_number, args.requests, perf, args.seed)
-    pool = TokenPool(seed=args.seed)
-    tokens = [pool.tokens(r) for r in requests]
-    token_bytes = sum(t.itemsize * len(t) + sys.getsizeof(t) for t in tokens)
-    gc.collect()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    gc.disable()  # the tree holds millions of small objects; generational GC passes would dominate build time
-    t0 = time.perf_counter()
-    tree = PrefixTree(perf)
-    for req, toks in zip(requests, tokens, strict=True):
-        tree.insert(TreeRequest(req.rid, toks, req.max_tokens))
-    t1 = time.perf_counter()
-    scanner = DualScanner(tree)
-    scanner.rebuild()
-    t2 = time.perf_counter()
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    # Copied edge keys (shared prefixes, split or compared tails) are token storage; the rest is overhead.
-    unique_tokens = sum(n.edge_len() for n in _nodes(tree) if n.key is not None)
-    admitted, t3 = 0, time.perf_counter()
-    budget = perf.kv_capacity_tokens
-    while admitted < min(100_000, len(requests)):
-        picked = scanner.next_requests(budget, 0.0, 0.0, limit=64)
-        if not picked:
-            break
-        admitted += len(picked)
-    t4 = time.perf_counter()
-    gc.enable()
-    tree_bytes = max(0, rss1 - rss0)
-    overhead = max(0, tree_bytes - 4 * unique_tokens)
-    print(f"requests                 : {len(requests)}")
-    print(f"token ids (input arrays) : {token_bytes / 2**20:.0f} MiB")
-    print(f"tree build               : {t1 - t0:.1f} s")
-    print(f"layer-wise sort + split  : {t2 - t1:.1f} s  (splits: {len(scanner.plan.nodes)})")
-    print(f"build + sort             : {t2 - t0:.1f} s   (target <= 20 s)")
-    print(f"tree memory (RSS growth) : {tree_bytes / 2**20:.0f} MiB, edge tokens {4 * unique_tokens / 2**20:.0f} MiB")
-    print(f"overhead per request     : {overhead / len(requests):.0f} B   (target <= 1024 B)")
-    print(f"scanner per admitted req : {(t4 - t3) / max(1, admitted) * 1e6:.1f} us over {admitted} (target <= 20 us)")
-    return 0
-
-
-def _nodes(tree):
-    stack = [tree.root]
-    while stack:
-        node = stack.pop()
-        yield node
-        stack.extend(node.children.values())

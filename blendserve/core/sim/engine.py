@@ -1,18 +1,13 @@
-"""Discrete-event model of a continuous-batching engine (pure). See ARCHITECTURE.md "Simulator step time".
+"""Discrete-event model of a continuous-batching engine (pure). Step costs: step_cost.py.
 
 Engine: KV pool of `kv_capacity` tokens; a radix prefix cache (LRU over unreferenced leaves) that shares the
-pool with running requests; chunked prefill of `chunk` tokens per step mixed with all decodes; admission in
-policy order, head-of-line, reserving reserve_ratio * max_tokens output slots per request; a request whose
-decode would overflow the pool retracts the newest running request (back to the head of the queue; its prompt
-stays cached). Per step with T_p prefill tokens, n decodes holding K tokens of KV:
-  dense   = max(2 P (T_p + n) / FLOPS, weight_bytes / BW)     attention-prefill = a_p   kv-read = K kvb / BW
-  sequential (stock SGLang/vLLM, operators one after another) = dense + a_p + kv-read
-  overlapped (NanoFlow-style)                                  = max(2P(T_p+n)/FLOPS + a_p, W/BW + kv-read)
-  step = (1 - overlap) * sequential + overlap * overlapped
-Time advances segment by segment (between admissions, prefill completions, finishes, overflows) with the sums
-over a segment's steps in closed form, so 100k requests simulate in seconds.
+pool with running requests; chunked prefill; admission in policy order, head-of-line, reserving
+reserve_ratio * max_tokens output slots per request; a request whose decode would overflow the pool retracts the
+newest running request (back to the head of the queue; its prompt stays cached). How prefill and decode share
+steps is the mode (step_cost.MODES). Time advances segment by segment (between admissions, prefill completions,
+finishes, overflows) with the sums over a segment's steps in closed form, so 100k requests simulate in seconds.
 Prefix sharing is modelled at segment granularity: a prompt is a sequence of (segment id, length) parts and
-prompts share exactly the parts they have in common from the start (workloads.py builds them that way).
+prompts share exactly the parts they have in common from the start.
 """
 
 from __future__ import annotations
@@ -21,82 +16,23 @@ import heapq
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from blendserve.core.sched.perf_model import PerfModel
-
-
-@dataclass(frozen=True, slots=True)
-class SimRequest:
-    rid: int
-    segments: tuple[tuple[int, int], ...]  # (segment id, token length); shared segments have shared ids
-    output_len: int  # the true output length (the engine learns it only when the request finishes)
-    max_tokens: int
-    cls: str = ""
-
-    @property
-    def prompt_len(self) -> int:
-        return sum(length for _, length in self.segments)
-
-
-class Policy(Protocol):
-    """Decides admission order. peek/pop give the next request; on_finish reports true output lengths."""
-
-    def peek(self, engine: Engine) -> SimRequest | None: ...
-    def pop(self) -> SimRequest: ...
-    def requeue(self, req: SimRequest) -> None: ...
-    def on_finish(self, req: SimRequest, engine: Engine) -> None: ...
-
-
-class ListPolicy:
-    """A fixed order (FCFS, DFS, random)."""
-
-    def __init__(self, order: list[SimRequest]) -> None:
-        self.queue = deque(order)
-
-    def peek(self, engine: Engine) -> SimRequest | None:
-        return self.queue[0] if self.queue else None
-
-    def pop(self) -> SimRequest:
-        return self.queue.popleft()
-
-    def requeue(self, req: SimRequest) -> None:
-        self.queue.appendleft(req)
-
-    def on_finish(self, req: SimRequest, engine: Engine) -> None:
-        pass
+from blendserve.core.sim.request import Policy, SimRequest, SimResult
+from blendserve.core.sim.step_cost import MODES, Hardware, sum_of_max
 
 
 @dataclass
 class EngineConfig:
     kv_capacity: int
-    chunk: int = 8192
+    mode: str = "sglang"
+    chunk: int = 8192  # SGLang's chunked_prefill_size picks 2048-16384 by GPU memory; 8192 for an 80 GB card
     max_running: int = 1024
     reserve_ratio: float = 0.15  # SGLang's new_token_ratio decays toward ~0.1; retraction covers misses
-    overlap: float = 0.0  # 0 = sequential operators (SGLang), 1 = overlapped (NanoFlow-style)
-    # Overlapped engines size each step's prefill so its compute covers the step's memory time (NanoFlow's
-    # batch shaping); stock SGLang takes a fixed chunk. None = decide by overlap (> 0.5 -> balanced).
-    balanced_chunk: bool | None = None
-    min_chunk: int = 512
+    min_chunk: int = 512  # overlapped mode sizes each step's prefill so its compute covers the memory time
 
-
-@dataclass
-class SimResult:
-    time_s: float
-    prompt_tokens: int
-    output_tokens: int
-    cached_tokens: int
-    recomputed_tokens: int
-    retractions: int
-    steps: int
-
-    @property
-    def throughput(self) -> float:
-        return (self.prompt_tokens + self.output_tokens) / self.time_s if self.time_s > 0 else 0.0
-
-    @property
-    def cache_hit_ratio(self) -> float:
-        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
 
 
 @dataclass(slots=True)
@@ -119,21 +55,12 @@ class _Running:
     cached: int = 0
 
 
-def sum_of_max(c: float, b: float, m: float, s: int) -> float:
-    """sum_{t=0}^{s-1} max(c, b + m t) for m >= 0."""
-    if s <= 0:
-        return 0.0
-    if m <= 0 or b >= c:
-        return s * max(c, b) if m <= 0 else s * b + m * s * (s - 1) / 2
-    t_star = min(s, math.ceil((c - b) / m))
-    return t_star * c + (s - t_star) * b + m * ((s - 1) * s / 2 - (t_star - 1) * t_star / 2)
-
-
 class Engine:
-    def __init__(self, perf: PerfModel, cfg: EngineConfig) -> None:
-        self.perf, self.cfg = perf, cfg
+    def __init__(self, hw: Hardware, cfg: EngineConfig) -> None:
+        self.hw, self.cfg = hw, cfg
         self.time = 0.0
-        self.step = 0
+        self.step = 0  # decode steps: a running request finishes output_len of them after it starts
+        self.steps = 0  # all steps, prefill-only ones included
         self.cache: dict[tuple, _CacheNode] = {}
         self.resident = 0  # tokens of all cached prompt KV
         self.referenced = 0  # tokens of cached KV held by admitted requests
@@ -226,8 +153,7 @@ class Engine:
             self.resident += length
             self.referenced += length
             run.nodes.append(key)
-        layers, hidden = self.perf.model.layers, self.perf.model.hidden
-        run.attn_per_token = 4.0 * layers * hidden * (cached + new_tokens / 2) / self.perf.gpu.flops
+        run.attn_per_token = self.hw.attn_prefill_s(max(1, new_tokens), cached) / max(1, new_tokens)
         self.reserved += reserve
         self.stats["prompt"] += req.prompt_len
         self.stats["cached"] += cached
@@ -250,33 +176,46 @@ class Engine:
     def _prefill_tokens(self) -> int:
         if not self.prefill:
             return 0
-        balanced = self.cfg.balanced_chunk if self.cfg.balanced_chunk is not None else self.cfg.overlap > 0.5
         chunk = self.cfg.chunk
-        if balanced:
-            perf = self.perf
-            memory = perf.weight_read_time + perf.mem_per_token_read * (self.sum_prompt + self.generated())
-            fill = int(memory / perf.comp_per_token) - self.n_decode
+        if self.cfg.mode == "overlapped":  # NanoFlow-like batch shaping: prefill fills the memory-bound step
+            hw = self.hw
+            memory = hw.weight_read_s + hw.kv_read_per_token_s * (self.sum_prompt + self.generated())
+            fill = int(memory / hw.best_comp_per_token_s) - self.n_decode
             chunk = min(chunk, max(self.cfg.min_chunk, fill))
         return min(chunk, self.prefill_total)
 
     def advance(self) -> None:
+        if self.cfg.mode == "sglang" and self.prefill:
+            self._prefill_only_segment()
+            return
         s = self._segment_steps()
         if s <= 0:
             self._retract_newest()
             return
-        n = self.n_decode
+        n, hw = self.n_decode, self.hw
         t_p = self._prefill_tokens()
         attn = self.prefill[0][0].attn_per_token * t_p if self.prefill else 0.0
-        perf, a = self.perf, self.cfg.overlap
-        dense_c = perf.comp_per_token * (t_p + n)
-        w, k = perf.weight_read_time, perf.mem_per_token_read
+        k = hw.kv_read_per_token_s
         kv0 = self.sum_prompt + self.generated()
-        seq_time = s * (max(dense_c, w) + attn) + k * (s * kv0 + n * s * (s - 1) / 2)
-        ovl_time = sum_of_max(dense_c + attn, w + k * kv0, k * n, s) if a else 0.0
-        self.time += (1 - a) * seq_time + a * ovl_time
+        if self.cfg.mode == "overlapped":
+            elapsed = sum_of_max(hw.gemm_compute_s(t_p + n) + attn, hw.weight_read_s + k * kv0, k * n, s)
+        else:
+            elapsed = s * (hw.gemm_s(t_p + n) + attn) + k * (s * kv0 + n * s * (s - 1) / 2)
+        self.time += elapsed + s * hw.fixed_s
         self.step += s
+        self.steps += s
         self._consume_prefill(s * t_p)
         self._finish_due()
+
+    def _prefill_only_segment(self) -> None:
+        """SGLang's default: while prefill work is queued, steps are prefill batches and decodes wait."""
+        t_p = self._prefill_tokens()
+        s = max(1, math.ceil(self.prefill[0][1] / t_p))
+        hw = self.hw
+        self.time += s * (hw.gemm_s(t_p) + self.prefill[0][0].attn_per_token * t_p + hw.fixed_s)
+        self.steps += s
+        self._consume_prefill(s * t_p)
+        self.just_finished = []
 
     def _consume_prefill(self, tokens: int) -> None:
         while self.prefill and tokens > 0:
@@ -326,23 +265,31 @@ class Engine:
         self.retracted.append(run.req)
 
 
-def simulate(requests_policy: Policy, perf: PerfModel, cfg: EngineConfig, total: int) -> SimResult:
-    """Run until `total` requests have finished; the policy is asked for work at every segment boundary."""
-    eng = Engine(perf, cfg)
+def simulate(policy: Policy, hw: Hardware, cfg: EngineConfig, requests: list[SimRequest]) -> SimResult:
+    """Run every request to completion. Requests reach the policy at their arrival time (checked at segment
+    boundaries); the policy is asked for work at every boundary."""
+    eng = Engine(hw, cfg)
     eng.just_finished, eng.retracted = [], []
-    finished = 0
-    while finished < total:
-        while (req := requests_policy.peek(eng)) is not None and eng.try_admit(req):
-            requests_policy.pop()
+    arrivals = sorted(requests, key=lambda r: r.arrival_s)  # stable: file order within a job
+    nxt = finished = 0
+    while finished < len(requests):
+        while nxt < len(arrivals) and arrivals[nxt].arrival_s <= eng.time:
+            policy.add(arrivals[nxt])
+            nxt += 1
+        while (req := policy.peek(eng)) is not None and eng.try_admit(req):
+            policy.pop()
         if not eng.running and not eng.prefill:
+            if nxt < len(arrivals):
+                eng.time = arrivals[nxt].arrival_s  # idle until the next job arrives
+                continue
             raise RuntimeError("simulator stalled: nothing running and nothing admissible")
         eng.advance()
         for req in eng.just_finished:
-            requests_policy.on_finish(req, eng)
+            policy.on_finish(req, eng)
         finished += len(eng.just_finished)
         eng.just_finished = []
         for req in eng.retracted:
-            requests_policy.requeue(req)
+            policy.requeue(req)
         eng.retracted = []
     st = eng.stats
-    return SimResult(eng.time, st["prompt"], st["output"], st["cached"], st["recomputed"], st["retractions"], eng.step)
+    return SimResult(eng.time, st["prompt"], st["output"], st["cached"], st["recomputed"], st["retractions"], eng.steps)

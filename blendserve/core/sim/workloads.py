@@ -1,80 +1,155 @@
-"""Synthetic batch traces after the BlendServe paper's Table 2 recipe (pure, seeded).
+"""Batch jobs and the workloads made of them (pure, seeded).
 
-Three request classes:
-  chat  (ShareGPT/API-like): one of 8 system prompts + a unique user turn; ~250 output tokens
-  mmlu  (few-shot QA):       one of 57 subject few-shot prefixes + a unique question; 1-8 output tokens
-  long  (long generation):   one of 4 instruction templates + a short unique topic; ~1500 output tokens
-Trace#1..#4 = target density rho {1.4, 1.4, 0.9, 0.9} x prefix sharing {35%, 5%, 35%, 5%}. The class mix and
-the shared-prefix lengths are calibrated on a 4k-request sample to hit the targets under the given perf model.
+A workload is a list of batch jobs. A job is one file of one task: one template or system prompt, one length
+profile, one arrival time; its lines are alike. Families and the statistics they follow (token counts are
+Llama-3 tokens; "assumed" marks a number with no published statistic behind it):
+
+  chat        system prompt (assumed 200-1200 tokens per job) + a unique user turn, mean 220 tokens, output mean
+              190 (ShareGPT: 202 in / 179 out over 500 prompts, vLLM v0.6.0 blog 2024-09-05; 248 / 205 over 300
+              prompts, sglang issue #1268); lognormal spread (assumed sigma 0.8: BurstGPT models both lengths as
+              heavy-tailed, arXiv 2401.17644). max_tokens 1024-4096 per job.
+  fewshot     one shared k-shot prefix per task + a unique question; MMLU: 57 subjects, 5-shot, 1-token answers
+              (Hendrycks et al., ICLR 2021); prefix ~600 tokens and question ~90 (assumed: 5 dev examples of
+              ~100 tokens). A "suite" job has hundreds of tasks (BIG-bench: 204 tasks, Srivastava et al. 2022) with
+              3-shot chain-of-thought prefixes of ~1.5k tokens and ~150-token answers (assumed, BBH-like).
+  docqa       thousands of documents of 1-4k tokens (uniform, the issue's RAG shape; LongBench's single-document
+              QA sets average 3.6k-4.6k words, Bai et al. 2023, are longer), ~5 questions of ~25 tokens per
+              document, each question's line carrying the document it retrieved (so a document's lines are
+              scattered through the file); answers mean 60 tokens (assumed: short extractive answers).
+  multiturn   conversations whose turn t prompt is the whole history: 2.5 turns on average (WildChat: 2.52,
+              Zhao et al. 2024), user turns 70 tokens and assistant turns 215 (LMSYS-Chat-1M: 69.5 / 214.5,
+              Zheng et al. 2023). Turn t shares turns 1..t-1 with turn t+1 (growing shared histories); the file
+              is a log, so conversations interleave.
+  summarize   long unique documents: CNN/DailyMail articles 781 tokens, summaries 56 (See et al. 2017), or arXiv
+              papers 4,938 words (~6.4k tokens), abstracts 220 words (~290 tokens) (Cohan et al. 2018).
+  longgen     OpenVid-like generation: short prompt, output mean 16K tokens (the BlendServe paper normalises its
+              OpenVid class to a 16K mean, arXiv 2411.16102); spread assumed sigma 0.3, max_tokens 32768.
+  reasoning   reasoning traces, output mean 6K (assumed, the issue's 4-8K band), max_tokens 16384.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 from array import array
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 from blendserve.core.sched.perf_model import PerfModel
-from blendserve.core.sim.engine import SimRequest
-
-TRACES = {1: (1.4, 0.35), 2: (1.4, 0.05), 3: (0.9, 0.35), 4: (0.9, 0.05)}
-_SHARED_BASE = 1 << 40  # ids of shared segments live above any unique id
+from blendserve.core.sim.request import SimRequest
 
 
-@dataclass(frozen=True)
-class Mix:
-    f_mmlu: float
-    f_long: float
-    share: float  # scales shared-prefix lengths
-
-    def generate(self, n: int, seed: int) -> list[SimRequest]:
-        rng = random.Random(seed)
-        out = []
-        for rid in range(n):
-            u = rng.random()
-            cls = "mmlu" if u < self.f_mmlu else "long" if u < self.f_mmlu + self.f_long else "chat"
-            out.append(_make(rid, cls, self.share, rng))
-        return out
-
-
-def _lognormal(rng: random.Random, mean: float, sigma: float = 0.6) -> float:
-    import math
-
+def lognormal(rng: random.Random, mean: float, sigma: float) -> float:
     return rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma)
 
 
-def _make(rid: int, cls: str, share: float, rng: random.Random) -> SimRequest:
-    if cls == "chat":
-        k = rng.randrange(8)
-        shared = max(8, int(share * (150 + 50 * k)))
-        unique = max(4, int(_lognormal(rng, 300)))
-        out = max(1, min(1024, int(_lognormal(rng, 250, 0.7))))
-        segs, max_tokens = ((_SHARED_BASE + k, shared), (rid, unique)), 1024
-    elif cls == "mmlu":
-        k = rng.randrange(57)
-        shared = max(8, int(share * (700 + 10 * k)))
-        unique = max(4, int(_lognormal(rng, 80, 0.3)))
-        out = rng.randint(1, 8)
-        segs, max_tokens = ((_SHARED_BASE + 100 + k, shared), (rid, unique)), 16
-    else:
-        k = rng.randrange(4)
-        shared = max(8, int(share * 120))
-        unique = max(4, int(_lognormal(rng, 150, 0.4)))
-        out = max(64, min(4096, int(_lognormal(rng, 1500, 0.4))))
-        segs, max_tokens = ((_SHARED_BASE + 200 + k, shared), (rid, unique)), 4096
-    return SimRequest(rid, segs, out, max_tokens, cls)
+def _clip(x: float, lo: int, hi: int) -> int:
+    return max(lo, min(hi, int(x)))
 
 
-def measure(requests: list[SimRequest], perf: PerfModel) -> tuple[float, float]:
-    """(rho with shared prefixes computed once, prefix-sharing ratio of prompt tokens)."""
-    prompt = sum(r.prompt_len for r in requests)
-    unique = _unique_prompt_tokens(requests)
-    comp = (unique + sum(r.output_len for r in requests)) * perf.comp_per_token
-    mem = sum(perf.mem(r.prompt_len, r.output_len) for r in requests)
-    return comp / mem, (prompt - unique) / prompt
+@dataclass(frozen=True)
+class JobSpec:
+    """One batch job: `family` names a generator below, `weight` its share of the workload's lines."""
+
+    name: str
+    family: str
+    weight: float
+    params: dict = field(default_factory=dict)
+    arrival_s: float = 0.0
 
 
-def _unique_prompt_tokens(requests: list[SimRequest]) -> int:
+Line = tuple[tuple[tuple[int, int], ...], int, int]  # segments, output_len, max_tokens
+
+
+def _chat(rng, ids, n, system=600, max_tokens=2048) -> Iterator[Line]:
+    sys_seg = (next(ids), system)
+    for _ in range(n):
+        out = _clip(lognormal(rng, 190, 0.8), 1, max_tokens)
+        yield (sys_seg, (next(ids), _clip(lognormal(rng, 220, 0.8), 4, 8000))), out, max_tokens
+
+
+def _fewshot(rng, ids, n, tasks=57, prefix=600, question=90, answer=1, max_tokens=16) -> Iterator[Line]:
+    instr = (next(ids), 40)
+    heads = [(next(ids), _clip(lognormal(rng, prefix, 0.3), 32, 20000)) for _ in range(tasks)]
+    for _ in range(n):
+        head = rng.choice(heads)
+        out = answer if answer <= 1 else _clip(lognormal(rng, answer, 0.5), 1, max_tokens)
+        yield (instr, head, (next(ids), _clip(lognormal(rng, question, 0.4), 4, 4000))), out, max_tokens
+
+
+def _docqa(rng, ids, n, questions=5.0, doc=(1000, 4000), answer=60, max_tokens=512) -> Iterator[Line]:
+    instr = (next(ids), 120)
+    docs = [(next(ids), rng.randint(*doc)) for _ in range(max(1, round(n / questions)))]
+    for _ in range(n):  # each question retrieves its document: one document's questions are scattered
+        out = _clip(lognormal(rng, answer, 0.6), 1, max_tokens)
+        yield (instr, rng.choice(docs), (next(ids), _clip(lognormal(rng, 25, 0.4), 4, 400))), out, max_tokens
+
+
+def _multiturn(rng, ids, n, turns=2.5, user=70, assistant=215, system=300, max_tokens=2048) -> Iterator[Line]:
+    sys_seg = (next(ids), system)
+    timed: list[tuple[float, int, Line]] = []
+    while len(timed) < n:
+        history: list[tuple[int, int]] = [sys_seg]
+        clock = rng.random()  # a log of many conversations: their turns interleave by time
+        for _ in range(min(n - len(timed), 1 + int(rng.expovariate(1 / max(1e-9, turns - 1))))):
+            history.append((next(ids), _clip(lognormal(rng, user, 0.8), 2, 4000)))
+            out = _clip(lognormal(rng, assistant, 0.7), 1, max_tokens)
+            timed.append((clock, len(timed), (tuple(history), out, max_tokens)))
+            history.append((next(ids), out))  # the client replays the assistant's answer in the next turn
+            clock += rng.expovariate(20.0)
+    for _, _, line in sorted(timed):
+        yield line
+
+
+def _summarize(rng, ids, n, doc=781, summary=56, max_tokens=512) -> Iterator[Line]:
+    instr = (next(ids), 50)
+    for _ in range(n):
+        out = _clip(lognormal(rng, summary, 0.4), 4, max_tokens)
+        yield (instr, (next(ids), _clip(lognormal(rng, doc, 0.5), 32, 30000))), out, max_tokens
+
+
+def _longgen(rng, ids, n, output=16384, sigma=0.3, prompt=120, max_tokens=32768) -> Iterator[Line]:
+    template = (next(ids), 200)
+    for _ in range(n):
+        out = _clip(lognormal(rng, output, sigma), 16, max_tokens)
+        yield (template, (next(ids), _clip(lognormal(rng, prompt, 0.4), 8, 2000))), out, max_tokens
+
+
+def _reasoning(rng, ids, n, output=6000, sigma=0.5, prompt=150, max_tokens=16384) -> Iterator[Line]:
+    return _longgen(rng, ids, n, output=output, sigma=sigma, prompt=prompt, max_tokens=max_tokens)
+
+
+FAMILIES: dict[str, Callable[..., Iterator[Line]]] = {
+    "chat": _chat,
+    "fewshot": _fewshot,
+    "docqa": _docqa,
+    "multiturn": _multiturn,
+    "summarize": _summarize,
+    "longgen": _longgen,
+    "reasoning": _reasoning,
+}
+
+
+def generate(jobs: list[JobSpec], n: int, seed: int) -> list[SimRequest]:
+    """n lines split over the jobs by weight (largest remainder), in submission order: job after job."""
+    total = sum(j.weight for j in jobs)
+    counts = [int(n * j.weight / total) for j in jobs]
+    for i in sorted(range(len(jobs)), key=lambda i: -(n * jobs[i].weight / total - counts[i]))[: n - sum(counts)]:
+        counts[i] += 1
+    rng = random.Random(seed)
+    ids = itertools.count(1)
+    out: list[SimRequest] = []
+    for job, count in zip(jobs, counts, strict=True):
+        if count <= 0:
+            continue
+        for segments, output, max_tokens in FAMILIES[job.family](rng, ids, count, **job.params):
+            out.append(SimRequest(len(out), segments, output, max_tokens, job.name, job.arrival_s))
+    return out
+
+
+def unique_prompt_tokens(requests: list[SimRequest]) -> int:
+    """Prompt tokens with every shared prefix counted once."""
     seen: set[tuple] = set()
     total = 0
     for r in requests:
@@ -87,43 +162,26 @@ def _unique_prompt_tokens(requests: list[SimRequest]) -> int:
     return total
 
 
-def calibrate(rho: float, sharing: float, perf: PerfModel, seed: int = 0) -> Mix:
-    """Grid search over the class mix and shared lengths for the closest (rho, sharing) at large n, from
-    per-class samples (shared prefixes are few, so at scale they count once and cost nothing)."""
-    rng = random.Random(seed)
-    base = {cls: [_make(i, cls, 1.0, rng) for i in range(800)] for cls in ("chat", "mmlu", "long")}
-    best, best_err = Mix(0.1, 0.2, 1.0), float("inf")
-    for share in [x / 100 for x in range(2, 201, 2)]:
-        stats = {cls: _class_stats(reqs, share, perf) for cls, reqs in base.items()}
-        for f_mmlu in [x / 40 for x in range(0, 17)]:
-            for f_long in [x / 80 for x in range(0, 41)]:
-                if f_mmlu + f_long > 0.9:
-                    continue
-                w = {"chat": 1 - f_mmlu - f_long, "mmlu": f_mmlu, "long": f_long}
-                tot = [sum(w[c] * stats[c][i] for c in w) for i in range(4)]  # prompt, shared, comp, mem
-                got_rho, got_share = tot[2] / tot[3], tot[1] / tot[0]
-                err = abs(got_rho / rho - 1) + abs(got_share - sharing) / max(sharing, 0.05)
-                if err < best_err:
-                    best, best_err = Mix(f_mmlu, f_long, share), err
-    return best
+def shared_prefix_tokens(requests: list[SimRequest]) -> int:
+    """Tokens of the segments that two or more requests share (each counted once)."""
+    uses: dict[tuple, int] = {}
+    lengths: dict[tuple, int] = {}
+    for r in requests:
+        key: tuple = ()
+        for seg_id, length in r.segments:
+            key = key + (seg_id,)
+            uses[key] = uses.get(key, 0) + 1
+            lengths[key] = length
+    return sum(lengths[k] for k, u in uses.items() if u > 1)
 
 
-def _class_stats(reqs: list[SimRequest], share: float, perf: PerfModel) -> tuple[float, float, float, float]:
-    prompt = shared = comp = mem = 0.0
-    for r in reqs:
-        s_len = max(8, int(share * r.segments[0][1]))
-        p = s_len + r.segments[1][1]
-        prompt += p
-        shared += s_len
-        comp += (r.segments[1][1] + r.output_len) * perf.comp_per_token
-        mem += perf.mem(p, r.output_len)
-    n = len(reqs)
-    return prompt / n, shared / n, comp / n, mem / n
-
-
-def trace(number: int, n: int, perf: PerfModel, seed: int = 0) -> list[SimRequest]:
-    rho, sharing = TRACES[number]
-    return calibrate(rho, sharing, perf, seed).generate(n, seed + number)
+def measure(requests: list[SimRequest], perf: PerfModel) -> tuple[float, float]:
+    """(rho with shared prefixes computed once, prefix-sharing ratio of prompt tokens)."""
+    prompt = sum(r.prompt_len for r in requests)
+    unique = unique_prompt_tokens(requests)
+    comp = (unique + sum(r.output_len for r in requests)) * perf.comp_per_token
+    mem = sum(perf.mem(r.prompt_len, r.output_len) for r in requests)
+    return comp / mem, (prompt - unique) / prompt if prompt else 0.0
 
 
 class TokenPool:
@@ -131,7 +189,7 @@ class TokenPool:
     so equal segments give equal tokens and different segments differ from their first token on (almost
     surely, as with real text)."""
 
-    def __init__(self, size: int = 1 << 21, vocab: int = 50_000, seed: int = 0) -> None:
+    def __init__(self, size: int = 1 << 21, vocab: int = 128_000, seed: int = 0) -> None:
         rng = random.Random(seed)
         self.pool = array("i", (rng.randrange(vocab) for _ in range(size)))
         self.size = size
@@ -139,6 +197,8 @@ class TokenPool:
     def tokens(self, req: SimRequest) -> array:
         out = array("i")
         for seg_id, length in req.segments:
+            if length > self.size // 2:
+                raise ValueError(f"segment of {length} tokens exceeds half the token pool")
             off = (seg_id * 2654435761) % (self.size - length)
             out += self.pool[off : off + length]
         return out

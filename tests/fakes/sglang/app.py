@@ -134,7 +134,8 @@ def build_app(
 
     async def model_info():
         return await faults.apply("info") or {
-            "model_path": tokenizer_dir or f"/models/{model_name}",
+            "model_path": f"/models/{model_name}",
+            "tokenizer_path": tokenizer_dir,
             "served_model_name": model_name,
             "is_generation": True,
             "weight_version": "default",

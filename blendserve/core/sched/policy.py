@@ -1,0 +1,248 @@
+"""The admission policy: what runs next, for the live dispatcher and the simulator alike. Pure (stdlib only).
+
+Every pending request sits in one global PrefixTree. A DualScanner walks the tree's blend order from both ends
+with the cumulative blend (scanner.py): depth-first on each side, so shared prefixes stay hot in the runtime's
+radix cache, and every prefix of the admission order carries the whole workload's compute/memory density.
+Output lengths are learned (estimates.py): a request's batch job first (its lines are alike), then its subtree,
+then max_tokens; re-estimated online as lines finish (a job's pending lines when its sample count reaches a power
+of two and its mean moved by more than 10%), and the order is laid out again when they were. A job seen for the
+first time is probed: its first `probe` lines, all from one subtree (one prefix prefill), run ahead of the
+order, so its estimate is known long before the cursors reach most of its lines.
+No up-front sample of every shared-prefix group (that prefilled hundreds of prefixes the cursors later had to
+prefill again). A job that arrives later joins the same tree and blend (the order is laid out again).
+Critical path: a pending request whose own decode time (estimated length x one weight read per step, the least a
+step can cost) reaches the pending work's time (max of its compute and memory time) starts now, whatever the
+blend says: the schedule cannot end before it does, and a long generation started late is a tail of near-empty,
+weight-bound steps.
+
+Contract (not thread-safe: the caller serialises calls; nothing here blocks, sleeps or does I/O):
+  add(key, tokens, max_tokens, group=None, payload=None, known_output=None) -> TreeRequest
+      A new pending request. `key` is the caller's id (hashable), `group` its batch job, `payload` rides along,
+      `known_output` an output length known upfront (the simulator's oracle). Raises ValueError when `key` is
+      already pending or in flight.
+  remove(key) -> bool
+      Drop a pending request (cancelled, expired). False when it is not pending (in flight: wait for done(),
+      or unknown). Never raises.
+  next_batch(kv_budget, limit) -> list[(TreeRequest, Side)]
+      Up to `limit` requests to run now, in order; each leaves the pending set and is in flight until done()
+      or requeue(). `kv_budget` is the runtime's KV capacity in tokens; the footprints of what is in flight
+      count against it. [] when nothing is pending or there is no room; with nothing in flight at least one
+      request comes back, however large.
+  observe(key, output_tokens) -> bool
+      The request finished with this many output tokens: its job and subtree learn, and its share of the
+      blend becomes the truth. Call before done(). False (and nothing learned) for an unknown key.
+  done(key) -> TreeRequest | None
+      An in-flight request left the runtime for good (finished, failed, cancelled): its footprint is released.
+      None for a key that is not in flight.
+  requeue(key) -> bool
+      An in-flight request goes back to pending (retryable failure, lease handover): it is inserted again and
+      will be admitted again. False for a key that is not in flight.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Sequence
+
+from blendserve.core.sched.estimates import reestimate
+from blendserve.core.sched.perf_model import PerfModel
+from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
+from blendserve.core.sched.scanner import LEFT, RIGHT, DualScanner, Side
+
+RELAYOUT_CHANGE = 0.1  # a job's estimate moving by more than this fraction lays the order out again
+
+
+class AdmissionPolicy:
+    def __init__(
+        self,
+        perf: PerfModel,
+        *,
+        blend: str = "cumulative",
+        probe: int = 4,
+        split_budget: float = 0.01,
+        tree: PrefixTree | None = None,
+    ):
+        self.tree = tree if tree is not None else PrefixTree(perf)  # a caller may bring a subclass (compact tokens)
+        self.scanner = DualScanner(self.tree, split_budget=split_budget, blend=blend)
+        self.probe = probe
+        self.pending: dict[object, TreeRequest] = {}
+        self.inflight: dict[object, tuple[TreeRequest, Side]] = {}
+        self.inflight_kv = {LEFT: 0.0, RIGHT: 0.0}
+        self.jobs: dict[object, set[TreeRequest]] = {}  # job -> its pending requests
+        self.to_probe: list[object] = []
+        self.laid_out_mean: dict[object, float] = {}  # job -> the estimate the current order was built with
+        self.observed = 0
+        self.next_relayout = 16
+        self.step_floor = perf.weight_read_time  # seconds: no decode step is faster than reading the weights
+        self.longest: list[tuple[float, int, TreeRequest]] = []  # max-heap by d_est (lazy: stale entries skipped)
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    # ---- requests in and out ------------------------------------------------------------------------
+
+    def add(
+        self,
+        key: object,
+        tokens: Sequence[int],
+        max_tokens: int,
+        group: object = None,
+        payload: object = None,
+        known_output: int | None = None,
+    ) -> TreeRequest:
+        if key in self.pending or key in self.inflight:
+            raise ValueError(f"request {key!r} is already pending or in flight")
+        req = TreeRequest(key, tokens, max_tokens, payload=payload, group=group, known=known_output)
+        self._insert(req)
+        return req
+
+    def _insert(self, req: TreeRequest) -> None:
+        self.tree.insert(req)
+        self.pending[req.key] = req
+        heapq.heappush(self.longest, (-req.d_est, next(self._seq), req))
+        if req.group is not None:
+            members = self.jobs.get(req.group)
+            if members is None:
+                members = self.jobs[req.group] = set()
+                if req.known is None and self.probe > 0 and self.tree.lengths.job_stats(req.group) is None:
+                    self.to_probe.append(req.group)
+            members.add(req)
+
+    def remove(self, key: object) -> bool:
+        req = self.pending.pop(key, None)
+        if req is None:
+            return False
+        self._forget_pending(req)
+        self.tree.remove(req)
+        return True
+
+    def _forget_pending(self, req: TreeRequest) -> None:
+        self.pending.pop(req.key, None)
+        members = self.jobs.get(req.group) if req.group is not None else None
+        if members is not None:
+            members.discard(req)
+
+    # ---- admission ------------------------------------------------------------------------------------
+
+    def next_batch(self, kv_budget: float, limit: int = 1 << 30) -> list[tuple[TreeRequest, Side]]:
+        picked: list[tuple[TreeRequest, Side]] = self._critical(limit)
+        while self.to_probe and len(picked) < limit:
+            picked += self._probe(self.to_probe.pop(0), limit - len(picked))
+        if len(picked) < limit:
+            picked += self.scanner.next_requests(
+                kv_budget, self.inflight_kv[LEFT], self.inflight_kv[RIGHT], limit=limit - len(picked)
+            )
+        for req, side in picked:
+            self._forget_pending(req)
+            self.inflight[req.key] = (req, side)
+            self.inflight_kv[side] += req.footprint
+        return picked
+
+    def _critical(self, limit: int) -> list[tuple[TreeRequest, Side]]:
+        """Pending requests on the critical path (module docstring), longest first."""
+        root = self.tree.root
+        remaining = max(self.tree.comp(root), root.mem)
+        taken: list[tuple[TreeRequest, Side]] = []
+        while self.longest and len(taken) < limit:
+            neg_d, _, req = self.longest[0]
+            if req.node is None or self.pending.get(req.key) is not req:
+                heapq.heappop(self.longest)  # admitted or removed since
+                continue
+            if -neg_d != req.d_est:  # re-estimated since it was pushed: file it under its current estimate
+                heapq.heapreplace(self.longest, (-req.d_est, next(self._seq), req))
+                continue
+            if req.d_est * self.step_floor < remaining:
+                break
+            heapq.heappop(self.longest)
+            self.scanner.take_out_of_order(req)
+            self._forget_pending(req)
+            taken.append((req, RIGHT))
+        return taken
+
+    def _probe(self, group: object, limit: int) -> list[tuple[TreeRequest, Side]]:
+        """A new job's first lines, from one subtree so its prefix is prefilled once for all of them."""
+        members = self.jobs.get(group)
+        if not members:
+            return []
+        first = next(iter(members))
+        anchor = first.node.parent if first.node.parent is not self.tree.root else first.node  # type: ignore[union-attr]
+        taken: list[tuple[TreeRequest, Side]] = []
+        for req in self.tree.iter_subtree(anchor):  # type: ignore[arg-type]
+            if req.group == group:
+                taken.append((req, LEFT))
+                if len(taken) >= min(limit, self.probe):
+                    break
+        for req, _ in taken:
+            self.scanner.take_out_of_order(req)
+            self._forget_pending(req)
+        return taken
+
+    def mark_taken(self, req: TreeRequest, side: Side) -> None:
+        """A pending request that another scanner over this tree took out of it (many workers: one scanner per
+        worker) is in flight now, as if next_batch had returned it."""
+        self._forget_pending(req)
+        self.inflight[req.key] = (req, side)
+        self.inflight_kv[side] += req.footprint
+
+    # ---- results ----------------------------------------------------------------------------------------
+
+    def observe(self, key: object, output_tokens: int) -> bool:
+        entry = self.inflight.get(key)
+        if entry is None:
+            return False
+        req = entry[0]
+        self.scanner.settle(key, output_tokens)
+        lengths = self.tree.lengths
+        if lengths.observe_job(req.group, output_tokens):
+            self._maybe_relayout(req.group)
+        refresh = lengths.observe_subtree(self.tree, req.tokens, output_tokens)
+        if req.group is None:  # subtree estimates serve job-less requests (a job's own estimate comes first)
+            for node in refresh:
+                self.tree.reestimate(node)
+            self.observed += 1  # ... and are laid out again each time they double
+            if self.observed >= self.next_relayout:
+                self.next_relayout = self.observed * 2
+                self.scanner.invalidate()
+        return True
+
+    def _maybe_relayout(self, group: object) -> None:
+        """Re-estimate a job's pending lines and lay the order out again, only when its mean moved by more than
+        RELAYOUT_CHANGE since the last time: once a job's estimate settles, learning costs nothing more."""
+        stats = self.tree.lengths.job_stats(group)
+        if stats is None:
+            return
+        before = self.laid_out_mean.get(group)
+        if before is None or abs(stats.mean - before) > RELAYOUT_CHANGE * max(1.0, before):
+            self.laid_out_mean[group] = stats.mean
+            reestimate(self.tree, self.jobs.get(group, ()))
+            self.scanner.invalidate()
+
+    def done(self, key: object) -> TreeRequest | None:
+        entry = self.inflight.pop(key, None)
+        if entry is None:
+            return None
+        req, side = entry
+        self.inflight_kv[side] -= req.footprint
+        self.scanner.done(req)
+        return req
+
+    def requeue(self, key: object) -> bool:
+        req = self.done(key)
+        if req is None:
+            return False
+        self._insert(req)
+        return True
+
+    # ---- checks -------------------------------------------------------------------------------------------
+
+    def check_integrity(self) -> None:
+        """The tree's own invariants, plus: pending == the tree's requests, disjoint from in flight, and the
+        job index covers exactly the pending requests with a job. Raises AssertionError."""
+        self.tree.check_integrity()
+        in_tree = {r.key for r in self.tree.iter_subtree(self.tree.root)}
+        assert in_tree == set(self.pending), "pending set and tree disagree"
+        assert not in_tree & set(self.inflight), "a request is both pending and in flight"
+        indexed = {r.key for members in self.jobs.values() for r in members}
+        assert indexed == {k for k, r in self.pending.items() if r.group is not None}, "job index drift"
