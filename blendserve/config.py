@@ -66,9 +66,13 @@ class Settings(BaseSettings):
     chat_template: str | None = None  # sglang-engine: a .jinja file, as SGLang's --chat-template
     gpu: str = "h100"  # perf-model preset for simulated/sglang runtimes
 
+    api_threads: int = 8  # threads for the API handlers' database calls (bench/load.py, Postgres: 2 slower, 8 = 32)
     dispatcher: bool = True
     lease_seconds: float = 15.0
     request_timeout_s: float = 600.0
+    breaker_failure_threshold: int = 3  # consecutive retryable runtime failures that pause dispatch
+    probe_interval_s: float = 1.0  # first runtime health probe after a pause (doubling up to max_probe_interval_s)
+    max_probe_interval_s: float = 5.0
     max_attempts: int = 3
     retry_backoff_s: float = 0.5
     local_batch_size: int = 16

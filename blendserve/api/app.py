@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
+from anyio import CapacityLimiter
 from fastapi import FastAPI
 
 from blendserve import __version__
@@ -77,7 +78,8 @@ def _build_context(settings: Settings, migrate: bool, metrics: ServerMetrics) ->
     recovered = recover_validating(db, blobs, limits)
     if recovered:
         log.info("re-validated %d batch(es) left in 'validating' by a previous process", recovered)
-    return AppContext(settings=settings, db=db, blobs=blobs, metrics=metrics)
+    limiter = CapacityLimiter(settings.api_threads)
+    return AppContext(settings=settings, db=db, blobs=blobs, metrics=metrics, limiter=limiter)
 
 
 def _webhook_endpoints(settings: Settings) -> list[tuple[str, str, str]]:

@@ -9,7 +9,6 @@ from importlib import resources
 from string import Template
 
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from blendserve import __version__
@@ -40,5 +39,5 @@ def page(ctx: Ctx) -> HTMLResponse:
 
 @router.get("/dashboard/state")
 async def state(ctx: Ctx, owner: Owner) -> dict:
-    rows = await run_in_threadpool(overview.recent_batches, ctx.db, owner, BATCHES_SHOWN)
+    rows = await ctx.run(overview.recent_batches, ctx.db, owner, BATCHES_SHOWN)
     return live_state(ctx.dispatcher, ctx.planner, rows)

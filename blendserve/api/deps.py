@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
-from dataclasses import dataclass
-from typing import Annotated
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar
 
+from anyio import CapacityLimiter, to_thread
 from fastapi import Depends, Request
 
 from blendserve.config import Settings
@@ -18,6 +21,7 @@ from blendserve.store.blobs import BlobStore
 from blendserve.store.db import Database
 
 OPEN_OWNER = "public"
+T = TypeVar("T")
 
 
 @dataclass
@@ -39,17 +43,27 @@ class AppContext:
             served = [self.settings.model_name] if self.settings.model_name else []
         return tuple(name for model in served for name in self.settings.served_names(model))
 
+    # Threads for the handlers' blocking database work: no more than the connections they can get at once.
+    limiter: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(8))
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """fn(*args, **kwargs) on a worker thread (the one hop a request makes off the event loop); its
+        exceptions propagate. Handlers are async and call this, instead of being sync: a sync FastAPI handler
+        costs a hop for itself, one per sync dependency and one for response validation, and under load each
+        hop waits for the GIL."""
+        return await to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.limiter)
+
 
 def owner_for_key(key: str) -> str:
     # Store a digest, not the key: the owner column then leaks nothing usable.
     return "key_" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     return request.app.state.ctx
 
 
-def current_owner(request: Request, ctx: Annotated[AppContext, Depends(get_context)]) -> str:
+async def current_owner(request: Request, ctx: Annotated[AppContext, Depends(get_context)]) -> str:
     keys = ctx.settings.api_keys
     if not keys:
         return OPEN_OWNER

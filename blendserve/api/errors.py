@@ -1,5 +1,9 @@
 """The ONE place that turns errors into HTTP responses with OpenAI's envelope:
-{"error": {"message", "type", "param", "code"}}. Nothing else builds an error response."""
+{"error": {"message", "type", "param", "code"}}. Nothing else builds an error response.
+
+An unexpected exception becomes a 500 envelope inside api/middleware.py, an ASGI middleware, and is NOT
+re-raised: Starlette's own last-resort handler sends the response and then re-raises, and uvicorn answers a
+re-raised exception by closing the connection, resetting the client's keep-alive connection."""
 
 from __future__ import annotations
 

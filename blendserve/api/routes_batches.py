@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.concurrency import run_in_threadpool
 
 from blendserve.api.deps import Ctx, Owner
 from blendserve.api.schemas import (
@@ -14,6 +13,7 @@ from blendserve.api.schemas import (
     BatchPlan,
     CreateBatchBody,
     ErrorEnvelope,
+    as_json,
     batch_object,
     list_page,
 )
@@ -36,9 +36,10 @@ def _limits(ctx: Ctx) -> batches.IntakeLimits:
 
 
 @router.post("", response_model=BatchObject)
-def create_batch(ctx: Ctx, owner: Owner, body: CreateBatchBody):
+async def create_batch(ctx: Ctx, owner: Owner, body: CreateBatchBody):
     expiry = body.output_expires_after.model_dump() if body.output_expires_after is not None else None
-    row = batches.create_batch(
+    row = await ctx.run(
+        batches.create_batch,
         ctx.db,
         ctx.blobs,
         _limits(ctx),
@@ -51,32 +52,38 @@ def create_batch(ctx: Ctx, owner: Owner, body: CreateBatchBody):
     )
     if ctx.dispatcher is not None:
         ctx.dispatcher.wake()
-    return batch_object(row)
+    return as_json(batch_object(row))
 
 
-@router.get("", response_model=BatchList)
-def list_batches(ctx: Ctx, owner: Owner, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None):
+def _batch_page(ctx: Ctx, owner: str, limit: int, after: str | None) -> BatchList:
     rows, has_more = batches.list_batches(ctx.db, owner, limit, after)
     return list_page(BatchList, [batch_object(r) for r in rows], has_more)
 
 
+@router.get("", response_model=BatchList)
+async def list_batches(
+    ctx: Ctx, owner: Owner, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None
+):
+    return as_json(await ctx.run(_batch_page, ctx, owner, limit, after))
+
+
 @router.get("/{batch_id}", response_model=BatchObject)
-def retrieve_batch(ctx: Ctx, owner: Owner, batch_id: str):
-    return batch_object(batches.get_batch(ctx.db, owner, batch_id))
+async def retrieve_batch(ctx: Ctx, owner: Owner, batch_id: str):
+    return as_json(batch_object(await ctx.run(batches.get_batch, ctx.db, owner, batch_id)))
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchObject)
-def cancel_batch(ctx: Ctx, owner: Owner, batch_id: str):
-    row = batches.cancel_batch(ctx.db, ctx.blobs, owner, batch_id)
+async def cancel_batch(ctx: Ctx, owner: Owner, batch_id: str):
+    row = await ctx.run(batches.cancel_batch, ctx.db, ctx.blobs, owner, batch_id)
     if ctx.dispatcher is not None:
         ctx.dispatcher.wake()
-    return batch_object(row)
+    return as_json(batch_object(row))
 
 
 @router.get("/{batch_id}/plan", response_model=BatchPlan, response_model_exclude_none=True)
 async def batch_plan(ctx: Ctx, owner: Owner, batch_id: str):
     """Extension (not in OpenAI's API): the batch's predicted start and finish, predicted cached-token share and
     place in the global schedule, from the live prefix tree and the perf model calibrated on observed
-    throughput. Async: it reads the dispatcher's tree on the event loop that owns it."""
-    row = await run_in_threadpool(batches.get_batch, ctx.db, owner, batch_id)
+    throughput. The plan itself is computed on the event loop, which owns the dispatcher's tree."""
+    row = await ctx.run(batches.get_batch, ctx.db, owner, batch_id)
     return plan.plan_batch(ctx.planner, row)

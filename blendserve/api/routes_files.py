@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Query, UploadFile
 from fastapi.responses import FileResponse
 
 from blendserve.api.deps import Ctx, Owner
-from blendserve.api.schemas import ErrorEnvelope, FileDeleted, FileList, FileObject, file_object, list_page
+from blendserve.api.schemas import ErrorEnvelope, FileDeleted, FileList, FileObject, as_json, file_object, list_page
 from blendserve.core import files
 from blendserve.core.errors import InvalidRequest, NotFound
 
@@ -43,7 +43,7 @@ def create_file(
 
 
 @router.get("", response_model=FileList)
-def list_files(
+async def list_files(
     ctx: Ctx,
     owner: Owner,
     purpose: str | None = None,
@@ -51,13 +51,17 @@ def list_files(
     order: Literal["asc", "desc"] = "desc",
     after: str | None = None,
 ):
+    return as_json(await ctx.run(_file_page, ctx, owner, purpose, limit, order, after))
+
+
+def _file_page(ctx: Ctx, owner: str, purpose: str | None, limit: int, order: str, after: str | None) -> FileList:
     rows, has_more = files.list_files(ctx.db, owner, purpose, limit, order, after)
     return list_page(FileList, [file_object(r) for r in rows], has_more)
 
 
 @router.get("/{file_id}", response_model=FileObject)
-def retrieve_file(ctx: Ctx, owner: Owner, file_id: str):
-    return file_object(files.get_file(ctx.db, owner, file_id))
+async def retrieve_file(ctx: Ctx, owner: Owner, file_id: str):
+    return as_json(file_object(await ctx.run(files.get_file, ctx.db, owner, file_id)))
 
 
 @router.get(

@@ -7,7 +7,6 @@ key, like the rest of the API."""
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from blendserve.api.deps import Ctx, Owner
@@ -43,7 +42,7 @@ def liveness() -> dict:
 @router.get("/health")
 async def health(ctx: Ctx, _owner: Owner) -> JSONResponse:
     """Database and dispatcher state; 503 when the database does not answer."""
-    db_ok = await run_in_threadpool(overview.database_ok, ctx.db)
+    db_ok = await ctx.run(overview.database_ok, ctx.db)
     dispatcher = ctx.dispatcher
     body = {
         "status": "ok" if db_ok else "degraded",
@@ -58,7 +57,7 @@ async def metrics(ctx: Ctx, _owner: Owner) -> Response:
     """Prometheus text format (names and meanings in the README). The database counts are read off the event
     loop; the dispatcher's state is read on it, where the dispatcher owns it."""
     try:
-        counts = await run_in_threadpool(overview.status_counts, ctx.db)
+        counts = await ctx.run(overview.status_counts, ctx.db)
     except Exception:
         counts = None  # blendserve_database_up 0; the dispatcher's metrics still answer
     return Response(ctx.metrics.render(counts), media_type=CONTENT_TYPE)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Literal, TypeVar
 
 import orjson
+from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from blendserve.store.models import Batch, File
@@ -232,3 +233,10 @@ def list_page(cls: type[ListT], data: list, has_more: bool) -> ListT:
     """An OpenAI list object: the page, its first and last ids, and whether more follow."""
     first, last = (data[0].id, data[-1].id) if data else (None, None)
     return cls(data=data, first_id=first, last_id=last, has_more=has_more)
+
+
+def as_json(model: BaseModel) -> Response:
+    """The model, serialized once, as the response. Routes still declare response_model (the OpenAPI shape), but
+    returning the model itself would make FastAPI validate it again and re-serialize it: about 1 ms of CPU a
+    request on this machine (measured with bench/load.py and in-process), for a model built here from typed rows."""
+    return Response(model.model_dump_json(), media_type="application/json")

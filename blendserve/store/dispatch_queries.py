@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import CursorResult, bindparam, select, update
+from sqlalchemy import CursorResult, bindparam, case, select, update
 from sqlalchemy.exc import IntegrityError
 
 from blendserve.store.db import Database
@@ -164,12 +164,17 @@ def record_result(
         return True
 
 
-def return_to_pending(db: Database, row_id: int) -> None:
+def return_to_pending(db: Database, row_id: int, refund_attempt: bool = False) -> None:
+    """in_flight -> pending for a retry; refund_attempt: the failure was the runtime's outage, not the line's,
+    so the attempt mark_in_flight counted is given back."""
+    values: dict = {"status": RequestStatus.PENDING}
+    if refund_attempt:
+        values["attempts"] = case((BatchRequest.attempts > 0, BatchRequest.attempts - 1), else_=0)
     with db.transaction() as s:
         s.execute(
             update(BatchRequest)
             .where(BatchRequest.id == row_id, BatchRequest.status == RequestStatus.IN_FLIGHT)
-            .values(status=RequestStatus.PENDING)
+            .values(**values)
         )
 
 

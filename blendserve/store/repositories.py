@@ -126,8 +126,15 @@ def set_status_where(
 
 
 def lock_batch(session: Session, batch_id: str) -> Batch | None:
-    """Row lock on Postgres (SQLite serialises writers anyway) so status moves never interleave."""
-    return session.scalars(select(Batch).where(Batch.id == batch_id).with_for_update()).first()
+    """The batch, locked for the rest of the transaction so status moves never interleave: a row lock on
+    Postgres. SQLite has no row locks and reads before a transaction's first write see whatever was committed
+    last, so two finalizers could both read 'cancelling': a no-op write first takes the database's write lock,
+    and the read after it sees the state under that lock."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Batch).where(Batch.id == batch_id).values(status=Batch.status))
+    return session.scalars(
+        select(Batch).where(Batch.id == batch_id).with_for_update().execution_options(populate_existing=True)
+    ).first()
 
 
 def usage_totals(session: Session, batch_id: str) -> tuple[int, int, int]:

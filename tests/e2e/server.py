@@ -1,4 +1,5 @@
-"""Start `blendserve serve` as a real uvicorn process on a free port, and stop (or kill -9) it."""
+"""Start `blendserve serve` as a real uvicorn process on a free port, and stop (or kill -9) it; `poll` waits for
+a condition instead of sleeping a fixed time."""
 
 from __future__ import annotations
 
@@ -8,9 +9,25 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+
+T = TypeVar("T")
+
+
+def poll(condition: Callable[[], T], timeout: float, every: float = 0.1, what: str = "condition") -> T:
+    """condition()'s first truthy value; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s (last: {value!r})")
+        time.sleep(every)
 
 
 def free_port() -> int:
@@ -67,6 +84,15 @@ class ServerProcess:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"server did not start:\n{self.log.read_text()[-4000:]}")
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def health(self) -> dict:
+        return httpx.get(self.url + "/health", timeout=10).json()
 
     def kill9(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -1,29 +1,58 @@
 """Runs dispatched lines on the runtime; each outcome lands in its own transaction.
 
 A line that fails anywhere fails alone: runtime errors are retried with backoff (a new rid per attempt) and
-then written as a per-line error; per-line problems (bad parameters) fail at once. A result lands only while
-its row is still in flight, so a late answer after cancel, expiry or a takeover never writes a line twice."""
+then written as a per-line error (`runtime_error`, or `request_timeout` when the line outlived its deadline);
+per-line problems (bad parameters) fail at once. A failure that is not the line's fault (RuntimeUnavailable, or
+any retryable failure while the health breaker is open) costs the line no attempt. Each line waits at most the
+deadline its runtime gives for it (Runtime.deadline_s: max_tokens over the measured rate). A result
+lands only while its row is still in flight, so a late answer after cancel, expiry or a takeover never writes
+a line twice."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from enum import StrEnum
+from typing import Any
 
 import orjson
 
 from blendserve.core import ids
 from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.db_worker import DbWorker
+from blendserve.core.dispatch.health import RuntimeHealth
 from blendserve.core.dispatch.pending import Entry, PendingSet
 from blendserve.core.dispatch.stats import DispatchStats, LineEvent
 from blendserve.core.openai_format import embedding_body, error_body, response_body
-from blendserve.core.runtime.base import EmbedParams, GenerateRequest, Runtime, UnsupportedParameter
+from blendserve.core.runtime.base import (
+    EmbedParams,
+    GenerateRequest,
+    Runtime,
+    RuntimeUnavailable,
+    UnsupportedParameter,
+)
 from blendserve.store import dispatch_queries as ds
 
 log = logging.getLogger("blendserve.dispatch")
+ABORT_TIMEOUT_S = 5.0
+
+
+class LineErrorCode(StrEnum):
+    """The per-line error codes a line that ran and failed is written with."""
+
+    RUNTIME_ERROR = "runtime_error"
+    REQUEST_TIMEOUT = "request_timeout"
+    UNSUPPORTED_PARAMETER = "unsupported_parameter"
+
+
+class LineTimeout(Exception):
+    """The runtime did not answer the line within its deadline (retryable)."""
+
+    retryable = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +72,10 @@ class LineRunner:
         pending: PendingSet,
         stats: DispatchStats,
         on_done: Callable[[], None],
+        health: RuntimeHealth,
     ) -> None:
         self.dbw, self.runtime, self.config, self.pending, self.stats = dbw, runtime, config, pending, stats
+        self.health = health
         self.on_done = on_done  # wakes the loop: a slot is free
         self.running: dict[int, asyncio.Task[None]] = {}
         self.rids: dict[int, str] = {}  # the runtime request id of each line's current attempt
@@ -99,28 +130,39 @@ class LineRunner:
             self.stats.line_done(LineEvent("failed", seconds, 0.0))
 
     async def _execute(self, entry: Entry, rid: str) -> Outcome:
+        """Raises LineTimeout past the line's deadline, after asking the runtime to drop the request."""
         name = self.runtime.info.name
         if isinstance(entry.params, EmbedParams):
-            embedded = await self.runtime.embed(entry.params)
+            embedded = await self._within(self.runtime.embed(entry.params), self.config.request_timeout_s, rid)
             return Outcome(embedding_body(name, entry.params, embedded), embedded.prompt_tokens, 0, 0)
-        result = await self.runtime.generate(GenerateRequest(rid, tuple(entry.tokens), entry.params))
+        request = GenerateRequest(rid, tuple(entry.tokens), entry.params)
+        result = await self._within(self.runtime.generate(request), self.runtime.deadline_s(request), rid)
         body = response_body(entry.row.endpoint, name, result)
         return Outcome(body, result.prompt_tokens, result.cached_tokens, result.completion_tokens)
+
+    async def _within(self, call: Coroutine[Any, Any, Any], deadline: float, rid: str) -> Any:
+        try:
+            return await asyncio.wait_for(call, deadline)
+        except TimeoutError:
+            with contextlib.suppress(Exception):  # best effort, bounded: the runtime may be the thing that hangs
+                await asyncio.wait_for(self.runtime.abort([rid]), ABORT_TIMEOUT_S)
+            raise LineTimeout(f"no answer within the line's deadline of {deadline:.1f} s") from None
 
     async def _run(self, entry: Entry) -> None:
         row = entry.row
         attempt = row.attempts + 1
-        rid = self.rids[row.id] = f"{row.id}-{attempt}"
+        rid = self.rids[row.id] = f"{row.id}-{attempt}" + (f"r{entry.free_requeues}" if entry.free_requeues else "")
         started = time.monotonic()
         try:
-            outcome = await asyncio.wait_for(self._execute(entry, rid), self.config.request_timeout_s)
+            outcome = await self._execute(entry, rid)
+            self.health.record_success()
             await self._land(entry, outcome, time.monotonic() - started)
             self.pending.drop(row.id)
         except asyncio.CancelledError:
             self.pending.drop(row.id)
             raise
         except UnsupportedParameter as exc:
-            code = getattr(exc, "code", "unsupported_parameter")
+            code = getattr(exc, "code", LineErrorCode.UNSUPPORTED_PARAMETER)
             body = error_body(str(exc), exc.param, code=code)
             await self.fail_line(row, body, 400, seconds=time.monotonic() - started)
             self.pending.drop(row.id)
@@ -151,19 +193,9 @@ class LineRunner:
         )
         if landed:
             perf = self.runtime.info.perf
-            work = perf.comp(outcome.prompt_tokens - outcome.cached_tokens, outcome.completion_tokens) + perf.mem(
-                outcome.prompt_tokens, outcome.completion_tokens
-            )
-            self.stats.line_done(
-                LineEvent(
-                    "succeeded",
-                    seconds,
-                    work,
-                    outcome.prompt_tokens,
-                    outcome.cached_tokens,
-                    outcome.completion_tokens,
-                )
-            )
+            prompt, cached, completion = outcome.prompt_tokens, outcome.cached_tokens, outcome.completion_tokens
+            work = perf.comp(prompt - cached, completion) + perf.mem(prompt, completion)
+            self.stats.line_done(LineEvent("succeeded", seconds, work, prompt, cached, completion))
             if outcome.completion_tokens:
                 self.pending.learn(entry, outcome.completion_tokens // max(1, entry.params.n))
 
@@ -171,6 +203,15 @@ class LineRunner:
         row = entry.row
         retryable = getattr(exc, "retryable", True)
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if retryable:
+            self.health.record_failure(exc)
+            not_the_lines_fault = isinstance(exc, RuntimeUnavailable) or self.health.should_refund()
+            if not_the_lines_fault and entry.free_requeues < self.config.max_free_requeues:
+                entry.free_requeues += 1
+                self.stats.line_done(LineEvent("requeued", seconds, 0.0))
+                await self.dbw.run(ds.return_to_pending, self.dbw.db, row.id, refund_attempt=True)
+                self.pending.requeue(entry)
+                return
         if retryable and attempt < self.config.max_attempts:
             self.stats.line_done(LineEvent("retried", seconds, 0.0))
             log.warning("request %s attempt %d failed (%s); retrying", row.id, attempt, message)
@@ -180,10 +221,8 @@ class LineRunner:
             self.pending.requeue(entry)
             return
         message = f"The request failed after {attempt} attempt(s): {message}"
-        if isinstance(exc, TimeoutError):  # the spec's per-line code for a model call that timed out
-            error = {"code": "request_timeout", "message": message}
-            await self.fail_line(row, None, None, error=error, seconds=seconds)
-        else:
-            body = error_body(message, None, code="runtime_error", type_="server_error")
-            await self.fail_line(row, body, 500, seconds=seconds)
+        timed_out = isinstance(exc, LineTimeout)
+        code = LineErrorCode.REQUEST_TIMEOUT if timed_out else LineErrorCode.RUNTIME_ERROR
+        body = error_body(message, None, code=code, type_="server_error")
+        await self.fail_line(row, body, 504 if timed_out else 500, seconds=seconds)
         self.pending.drop(row.id)

@@ -30,19 +30,23 @@ class Prepared:
     params: SamplingParams | EmbedParams | None = None
     rejection: dict | None = None  # an OpenAI error body: the line fails with a 400
     retry_later: bool = False  # a retryable runtime error (tokenizer down): leave it pending
+    error: str | None = None  # why it must wait (for the runtime-health breaker)
 
 
 class Loader:
     def __init__(self, dbw: DbWorker, runtime: Runtime, pending: PendingSet, runner: LineRunner) -> None:
         self.dbw, self.runtime, self.pending, self.runner = dbw, runtime, pending, runner
         self.cursor = 0  # highest row id loaded
+        self.stalled_on: str | None = None  # the retryable error that stopped the last load early, if any
 
     def reset(self) -> None:
         """Load everything again from the start (after taking the lease over)."""
         self.cursor = 0
 
     async def load(self) -> None:
-        """Pull every pending row past the cursor into the pending set, page by page."""
+        """Pull every pending row past the cursor into the pending set, page by page. Stops early (and says why
+        in `stalled_on`) at the first row whose preparation hit a retryable runtime error."""
+        self.stalled_on = None
         while True:
             rows = await self.dbw.run(ds.load_pending, self.dbw.db, self.cursor, LOAD_PAGE)
             rows = [r for r in rows if r.id not in self.pending]
@@ -51,6 +55,7 @@ class Loader:
             prepared = await asyncio.to_thread(self._prepare_all, rows)
             for item in prepared:
                 if item.retry_later:
+                    self.stalled_on = item.error
                     return  # the cursor stays before this row; the next sweep tries it again
                 self.cursor = max(self.cursor, item.row.id)
                 if item.rejection is not None:
@@ -81,7 +86,7 @@ class Loader:
         except Exception as exc:  # one line's body must never stop the others
             if getattr(exc, "retryable", False):
                 log.warning("line %s could not be prepared yet (%s); will retry", row.id, exc)
-                return Prepared(row, retry_later=True)
+                return Prepared(row, retry_later=True, error=f"preparing a line: {type(exc).__name__}: {exc}")
             log.warning("line %s rejected: %s: %s", row.id, type(exc).__name__, exc)
             message = f"The request body could not be processed: {exc}" if str(exc) else "Invalid request body."
             return Prepared(row, rejection=error_body(message, None, code="invalid_request"))

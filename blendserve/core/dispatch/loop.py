@@ -2,8 +2,10 @@
 
 One dispatcher is active per database (a lease row); other replicas serve the API and take over when the lease
 lapses. Each tick: hold the lease, load new lines and sweep batches when there is news, then dispatch a wave.
-The pieces own their state: PendingSet (tree, per-batch index), Loader (load cursor), LineRunner (tasks in
-flight), Housekeeper (cancel/expire/finalize); this loop only sequences them."""
+While the runtime is down (RuntimeHealth's breaker is open) the tick probes it instead of loading and sends no
+wave; the sweep still runs, so cancel and expiry work during an outage. The pieces own their state: PendingSet
+(tree, per-batch index), Loader (load cursor), LineRunner (tasks in flight), Housekeeper (cancel/expire/
+finalize), RuntimeHealth (breaker); this loop only sequences them."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from blendserve.core import ids
 from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.db_worker import DbWorker
+from blendserve.core.dispatch.health import RuntimeHealth, health_check_of
 from blendserve.core.dispatch.housekeeping import Housekeeper
 from blendserve.core.dispatch.line_runner import LineRunner
 from blendserve.core.dispatch.loader import Loader
@@ -55,7 +58,10 @@ class Dispatcher:
         self.meter = ThroughputMeter()
         self.stats.line_observers.append(self.meter.record)
         self.pending = PendingSet(runtime.info.perf)
-        self.runner = LineRunner(self.dbw, runtime, config, self.pending, self.stats, lambda: self.wake(False))
+        self.health = RuntimeHealth(health_check_of(runtime), config.health)
+        self.runner = LineRunner(
+            self.dbw, runtime, config, self.pending, self.stats, lambda: self.wake(False), self.health
+        )
         self.loader = Loader(self.dbw, runtime, self.pending, self.runner)
         self.housekeeper = Housekeeper(self.dbw, blobs, self.pending, self.runner, self.stats)
         self.holding = False
@@ -83,7 +89,12 @@ class Dispatcher:
             "pending": len(self.pending),
             "in_flight": len(self.runner),
             "model": self.runtime.info.name,
+            "runtime": self.health.describe(),
         }
+
+    def runtime_health(self) -> dict[str, object]:
+        """The runtime's breaker state, for /health: {"state": closed|open|half_open, "down_for_s", ...}."""
+        return self.health.describe()
 
     def counters(self) -> dict[str, int]:
         return self.stats.as_dict()
@@ -130,10 +141,14 @@ class Dispatcher:
     async def tick(self) -> None:
         if not await self._hold_lease():
             return
+        await self.health.probe_if_due()
         now = time.monotonic()
         if self._new_work or now - self._last_sweep >= SWEEP_EVERY_S:  # results alone only need a dispatch
             self._new_work, self._last_sweep = False, now
-            await self.loader.load()
+            if not self.health.is_open:  # loading tokenizes, and the tokenizer may be the runtime that is down
+                await self.loader.load()
+                if self.loader.stalled_on is not None:
+                    self.health.record_failure(self.loader.stalled_on)
             await self.housekeeper.sweep()
         await self._dispatch_wave()
 
@@ -157,13 +172,16 @@ class Dispatcher:
 
     async def _dispatch_wave(self) -> None:
         cap = self._window()
-        room = cap - len(self.runner)
-        if room <= 0 or not len(self.pending) or (len(self.runner) and room < max(1, cap // WAVE_FRACTION)):
+        room = self.health.dispatch_room(cap - len(self.runner))  # 0 while the runtime is down
+        if room <= 0 or not len(self.pending):
+            return
+        if not self.health.is_trial and len(self.runner) and room < max(1, cap // WAVE_FRACTION):
             return
         started = time.monotonic()
         wave = self.pending.next_wave(room, float(self.runtime.info.kv_capacity_tokens))
         if not wave:
             return
+        self.health.dispatched(len(wave))
         moved = await self.dbw.run(ds.mark_in_flight, self.dbw.db, [entry.row.id for entry, _ in wave])
         for entry, side in wave:
             if entry.row.id not in moved:  # cancelled or finished meanwhile

@@ -27,6 +27,7 @@ class Entry:
     params: SamplingParams | EmbedParams
     treq: TreeRequest
     side: Side = LEFT
+    free_requeues: int = 0  # failures while the runtime was down, which cost no attempt
 
 
 class PendingSet:
