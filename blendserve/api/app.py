@@ -78,8 +78,9 @@ def _build_context(settings: Settings, migrate: bool, metrics: ServerMetrics) ->
     recovered = recover_validating(db, blobs, limits)
     if recovered:
         log.info("re-validated %d batch(es) left in 'validating' by a previous process", recovered)
-    limiter = CapacityLimiter(settings.api_threads)
-    return AppContext(settings=settings, db=db, blobs=blobs, metrics=metrics, limiter=limiter)
+    return AppContext(
+        settings=settings, db=db, blobs=blobs, limiter=CapacityLimiter(settings.api_threads), metrics=metrics
+    )
 
 
 def _webhook_endpoints(settings: Settings) -> list[tuple[str, str, str]]:

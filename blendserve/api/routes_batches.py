@@ -84,6 +84,6 @@ async def cancel_batch(ctx: Ctx, owner: Owner, batch_id: str):
 async def batch_plan(ctx: Ctx, owner: Owner, batch_id: str):
     """Extension (not in OpenAI's API): the batch's predicted start and finish, predicted cached-token share and
     place in the global schedule, from the live prefix tree and the perf model calibrated on observed
-    throughput. The plan itself is computed on the event loop, which owns the dispatcher's tree."""
+    throughput. Async: it reads the dispatcher's tree on the event loop that owns it."""
     row = await ctx.run(batches.get_batch, ctx.db, owner, batch_id)
     return plan.plan_batch(ctx.planner, row)

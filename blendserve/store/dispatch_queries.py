@@ -82,18 +82,15 @@ def mark_in_flight(db: Database, ids: list[int]) -> set[int]:
     """pending -> in_flight (attempts + 1) for ids still pending; returns those that moved."""
     if not ids:
         return set()
+    # One statement: a row cancelled or expired between a read and a write must not be taken back into flight.
+    stmt = (
+        update(BatchRequest)
+        .where(BatchRequest.id.in_(ids), BatchRequest.status == RequestStatus.PENDING)
+        .values(status=RequestStatus.IN_FLIGHT, attempts=BatchRequest.attempts + 1)
+        .returning(BatchRequest.id)
+    )
     with db.transaction() as s:
-        moved = set(
-            s.scalars(
-                select(BatchRequest.id).where(BatchRequest.id.in_(ids), BatchRequest.status == RequestStatus.PENDING)
-            )
-        )
-        if moved:
-            s.execute(
-                update(BatchRequest)
-                .where(BatchRequest.id.in_(moved))
-                .values(status=RequestStatus.IN_FLIGHT, attempts=BatchRequest.attempts + 1)
-            )
+        moved = set(s.scalars(stmt))
     return moved
 
 

@@ -193,9 +193,19 @@ class LineRunner:
         )
         if landed:
             perf = self.runtime.info.perf
-            prompt, cached, completion = outcome.prompt_tokens, outcome.cached_tokens, outcome.completion_tokens
-            work = perf.comp(prompt - cached, completion) + perf.mem(prompt, completion)
-            self.stats.line_done(LineEvent("succeeded", seconds, work, prompt, cached, completion))
+            work = perf.comp(outcome.prompt_tokens - outcome.cached_tokens, outcome.completion_tokens) + perf.mem(
+                outcome.prompt_tokens, outcome.completion_tokens
+            )
+            self.stats.line_done(
+                LineEvent(
+                    "succeeded",
+                    seconds,
+                    work,
+                    outcome.prompt_tokens,
+                    outcome.cached_tokens,
+                    outcome.completion_tokens,
+                )
+            )
             if outcome.completion_tokens:
                 self.pending.learn(entry, outcome.completion_tokens // max(1, entry.params.n))
 
@@ -208,7 +218,7 @@ class LineRunner:
             not_the_lines_fault = isinstance(exc, RuntimeUnavailable) or self.health.should_refund()
             if not_the_lines_fault and entry.free_requeues < self.config.max_free_requeues:
                 entry.free_requeues += 1
-                self.stats.line_done(LineEvent("requeued", seconds, 0.0))
+                self.stats.line_done(LineEvent("requeued", seconds, 0.0))  # the runtime's fault: attempt refunded
                 await self.dbw.run(ds.return_to_pending, self.dbw.db, row.id, refund_attempt=True)
                 self.pending.requeue(entry)
                 return
@@ -221,8 +231,10 @@ class LineRunner:
             self.pending.requeue(entry)
             return
         message = f"The request failed after {attempt} attempt(s): {message}"
-        timed_out = isinstance(exc, LineTimeout)
-        code = LineErrorCode.REQUEST_TIMEOUT if timed_out else LineErrorCode.RUNTIME_ERROR
-        body = error_body(message, None, code=code, type_="server_error")
-        await self.fail_line(row, body, 504 if timed_out else 500, seconds=seconds)
+        if isinstance(exc, LineTimeout):  # the spec's per-line code: no answer in time, so no response body
+            error = {"code": LineErrorCode.REQUEST_TIMEOUT, "message": message}
+            await self.fail_line(row, None, None, error=error, seconds=seconds)
+        else:
+            body = error_body(message, None, code=LineErrorCode.RUNTIME_ERROR, type_="server_error")
+            await self.fail_line(row, body, 500, seconds=seconds)
         self.pending.drop(row.id)
