@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from blendserve import __version__
+from blendserve.core.dispatch.health import BreakerState
 from blendserve.core.dispatch.loop import Dispatcher
 from blendserve.core.dispatch.stats import LineEvent
 from blendserve.core.overview import StatusCounts
@@ -57,7 +58,6 @@ class ServerMetrics:
 
     def _on_line(self, event: LineEvent) -> None:
         self.line_seconds.labels(event.outcome, event.worker).observe(event.seconds)
-        self.state.last_line_outcome = event.outcome
 
     def attach_webhooks(self, sender_stats: dict[str, int]) -> None:
         """Read the webhook sender's counts (core/webhooks.WebhookSender.stats) at scrape time."""
@@ -74,7 +74,6 @@ class StateCollector(Collector):
         self.dispatcher: Dispatcher | None = None
         self.planner: Planner | None = None
         self.counts: StatusCounts | None = None
-        self.last_line_outcome: str | None = None
         self.webhook_stats: dict[str, int] | None = None
 
     def collect(self) -> Iterator[Metric]:
@@ -117,8 +116,17 @@ class StateCollector(Collector):
                 f"blendserve_{kind}_tokens", f"{kind.capitalize()} tokens of lines that ran.", value=value
             )
         yield _gauge("blendserve_dispatcher_active", "1 when this process holds the dispatch lease.", d.holding)
-        healthy = self.last_line_outcome != "retried"
-        yield _gauge("blendserve_runtime_healthy", "0 when the runtime's latest line failed retryably.", healthy)
+        breaker = GaugeMetricFamily(
+            "blendserve_runtime_breaker_state",
+            "The runtime circuit breaker: 1 for its current state (closed = healthy, dispatching).",
+            labels=["state"],
+        )
+        for state in BreakerState:
+            breaker.add_metric([str(state)], 1.0 if d.health.state == state else 0.0)
+        yield breaker
+        yield _gauge(
+            "blendserve_runtime_up", "1 while the runtime's breaker is closed.", d.health.state == BreakerState.CLOSED
+        )
         tree = d.pending.tree
         yield GaugeMetricFamily("blendserve_tree_requests", "Lines waiting in the global prefix tree.", value=len(tree))
         yield GaugeMetricFamily(

@@ -69,6 +69,9 @@ async def test_metrics_count_what_ran(db_url, tmp_path):
     assert got[("blendserve_tree_requests", ())] == 0
     assert got[("blendserve_inflight_lines", (("side", "L"), ("worker", "0")))] == 0
     assert got[("blendserve_database_up", ())] == 1
+    assert got[("blendserve_runtime_up", ())] == 1
+    assert got[("blendserve_runtime_breaker_state", (("state", "closed"),))] == 1
+    assert got[("blendserve_runtime_breaker_state", (("state", "open"),))] == 0
     route = (("method", "GET"), ("route", "/v1/batches/{batch_id}"), ("status", "200"))
     assert got[("blendserve_http_request_duration_seconds_count", route)] >= 1
 

@@ -221,6 +221,7 @@ class LineRunner:
             not_the_lines_fault = isinstance(exc, RuntimeUnavailable) or self.health.should_refund(sent_at)
             if not_the_lines_fault and entry.free_requeues < self.config.max_free_requeues:
                 entry.free_requeues += 1
+                self.stats.line_done(LineEvent("requeued", seconds, 0.0))  # the runtime's fault: attempt refunded
                 await self.dbw.run(ds.return_to_pending, self.dbw.db, row.id, refund_attempt=True)
                 self.pending.requeue(entry)
                 return
