@@ -8,6 +8,8 @@ re-raised exception by closing the connection, resetting the client's keep-alive
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from blendserve.core.errors import BlendServeError
 
 log = logging.getLogger("blendserve.api")
+E = TypeVar("E", bound=Exception)
 
 _TYPE_BY_STATUS = {
     401: "invalid_request_error",
@@ -82,7 +85,19 @@ SERVER_ERROR_BODY = {
 }
 
 
+def _handler(
+    kind: type[E], handle: Callable[[Request, E], JSONResponse]
+) -> Callable[[Request, Exception], JSONResponse]:
+    """Starlette types every handler as taking any Exception; it calls each with its own kind only."""
+
+    def handler(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, kind)
+        return handle(request, exc)
+
+    return handler
+
+
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(BlendServeError, _domain)
-    app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(BlendServeError, _handler(BlendServeError, _domain))
+    app.add_exception_handler(RequestValidationError, _handler(RequestValidationError, _validation))
+    app.add_exception_handler(StarletteHTTPException, _handler(StarletteHTTPException, _http))

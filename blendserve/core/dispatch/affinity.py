@@ -12,7 +12,7 @@ by lane, and each lane's DualScanner walks its cut from both ends. No I/O; the l
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 
 from blendserve.core.sched.ordering import blend_order, plan_splits
 from blendserve.core.sched.prefix_tree import Node, PrefixTree, TreeRequest
@@ -124,7 +124,7 @@ class LaneScanners:
         self.part = Partition()
         self._stale = True
 
-    def set_lanes(self, lanes: list[Lane]) -> None:
+    def set_lanes(self, lanes: Sequence[Lane]) -> None:
         """The fleet changed: new lanes get scanners, gone lanes stop getting work (their lines in flight still
         report back through done()), and every subtree is re-pinned on the next wave."""
         self.lanes = list(lanes)
@@ -150,7 +150,9 @@ class LaneScanners:
     def lane_for_removed(self, req: TreeRequest) -> Lane:
         """Lane of a request already out of the tree (a §5.4 sample): by where its prefix still is."""
         lane = self.part.lane_of(self.tree.locate(req.tokens), own=False)
-        return lane if lane in self.inflight and lane in self.lanes else min(self.lanes, key=self.count.get)
+        if lane in self.inflight and lane in self.lanes:
+            return lane
+        return min(self.lanes, key=lambda candidate: self.count.get(candidate, 0))
 
     def next_requests(self, lane: Lane, kv_budget: float, limit: int) -> list[tuple[TreeRequest, Side]]:
         if self._stale or any(s._built_at != self.tree.inserts for s in self.scanners.values() if s.lane in self.lanes):

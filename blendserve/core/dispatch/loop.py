@@ -30,6 +30,7 @@ from blendserve.core.dispatch.stats import DispatchStats
 from blendserve.core.dispatch.throughput import ThroughputMeter
 from blendserve.core.dispatch.workers import Fleet
 from blendserve.core.runtime.base import Runtime
+from blendserve.core.runtime.gateway import GatewayRuntime
 from blendserve.core.sched.scanner import Side
 from blendserve.store import dispatch_queries as ds
 from blendserve.store.blobs import BlobStore
@@ -66,7 +67,7 @@ class Dispatcher:
         )
         self.loader = Loader(self.dbw, runtime, self.pending, self.runner)
         # many workers behind a gateway: one lane per worker, each with its own window (workers.py)
-        self.fleet = Fleet(runtime, self.pending, self._window()) if hasattr(runtime, "workers") else None
+        self.fleet = Fleet(runtime, self.pending, self._window()) if isinstance(runtime, GatewayRuntime) else None
         self.housekeeper = Housekeeper(self.dbw, blobs, self.pending, self.runner, self.stats)
         self.holding = False
         self._lease_renewed = 0.0

@@ -39,7 +39,7 @@ class Entry:
 
     @property
     def tokens(self) -> array:
-        return self.treq.tokens  # type: ignore[return-value]
+        return cast(array, self.treq.tokens)
 
 
 class PendingSet:
@@ -98,7 +98,7 @@ class PendingSet:
 
     # ---- many workers: lanes (one per worker), each with its own scanner over its pinned subtrees ----------
 
-    def set_lanes(self, lanes: list[Hashable]) -> None:
+    def set_lanes(self, lanes: Sequence[Hashable]) -> None:
         if self.lanes is None:
             self.lanes = LaneScanners(self.tree)
         self.lanes.set_lanes(lanes)
@@ -112,7 +112,7 @@ class PendingSet:
         picks = sample_requests(self.tree, cap=max(1, cap), unobserved_only=True)
         for treq in picks:
             self.policy.mark_taken(treq, LEFT)
-        return [(treq.payload, self.lanes.lane_for_removed(treq)) for treq in picks]
+        return [(cast(Entry, treq.payload), self.lanes.lane_for_removed(treq)) for treq in picks]
 
     def next_lane_wave(self, lane: Hashable, room: int, kv_capacity: float) -> list[tuple[Entry, Side]]:
         """Up to `room` lines for one lane, from its own dual scanner; they leave the tree like next_wave's."""
@@ -121,7 +121,7 @@ class PendingSet:
         out = []
         for treq, side in picked:
             self.policy.mark_taken(treq, side)
-            entry = treq.payload
+            entry = cast(Entry, treq.payload)
             entry.lane = lane
             out.append((entry, side))
         return out

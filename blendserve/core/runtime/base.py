@@ -167,7 +167,10 @@ class Tokenizer(Protocol):
 @runtime_checkable
 class Runtime(Protocol):
     info: ModelInfo
-    tokenizer: Tokenizer
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The runtime's own tokenizer (read-only here: an implementation's may be a narrower type)."""
 
     async def start(self) -> None:
         """Begin connecting or loading; returns promptly (seconds, never minutes) and does not raise because

@@ -112,8 +112,9 @@ class GatewayRuntime(SGLangHTTPRuntime):
         if rank is not None:
             states = server.get("internal_states") or []
             per_rank = [(s.get("memory_usage") or {}).get("token_capacity") for s in states if isinstance(s, dict)]
-            if rank < len(per_rank) and isinstance(per_rank[rank], int):
-                return per_rank[rank]
+            capacity = per_rank[rank] if rank < len(per_rank) else None
+            if isinstance(capacity, int):
+                return capacity
             return int(server.get("max_total_num_tokens") or self.perf.kv_capacity_tokens)
         return sglang_info.kv_capacity(server) or self.perf.kv_capacity_tokens
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from blendserve.config import Settings
 from blendserve.core.runtime.base import (
@@ -58,7 +59,7 @@ def ensure_converted(cache_dir: Path, gguf: Path) -> Path:
     tmp = cache_dir / f".tmp-{os.getpid()}"
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it as always set
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.save_pretrained(tmp)
@@ -89,8 +90,8 @@ class LocalRuntime:
             max_concurrency=self.batch_size * 2,
             supports=frozenset({"logprobs", "seed", "n", "embeddings"}),
         )
-        self.tokenizer: HFTokenizer | None = None
-        self.model = None
+        self.tokenizer: HFTokenizer  # set by start(): the dispatcher uses none of it before
+        self.model: Any = None
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._worker: asyncio.Task | None = None
         self._embed_lock = asyncio.Lock()
@@ -154,7 +155,7 @@ class LocalRuntime:
             jobs = [await self._queue.get()]
             await asyncio.sleep(0.02)  # let the dispatcher's wave arrive so it runs as one batch
             key = _batch_key(jobs[0].request)
-            held = []
+            held: list[_Job] = []
             while not self._queue.empty() and len(jobs) < self.batch_size:
                 job = self._queue.get_nowait()
                 (jobs if _batch_key(job.request) == key else held).append(job)

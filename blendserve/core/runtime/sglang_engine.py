@@ -19,16 +19,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from blendserve.config import Settings
 from blendserve.core.runtime import sglang_info, sglang_params
 from blendserve.core.runtime.base import (
+    EmbedParams,
+    EmbedResult,
     GenerateRequest,
     GenerateResult,
     Health,
     HealthState,
     ModelInfo,
     RuntimeUnavailable,
+    Tokenizer,
     UnsupportedParameter,
 )
 from blendserve.core.runtime.deadline import DeadlineEstimator
@@ -47,17 +51,18 @@ class _NotReady:
     def encode_text(self, text: str) -> list[int]:
         raise RuntimeUnavailable("the SGLang engine is still starting")
 
-    encode_chat = encode_text
+    def encode_chat(self, messages: list[dict]) -> list[int]:
+        raise RuntimeUnavailable("the SGLang engine is still starting")
 
 
-def _sglang_engine_class() -> Callable:
+def _sglang_engine_class() -> Callable[..., Any]:
     import sglang  # lazy: GPU hosts only
 
     return sglang.Engine
 
 
 class SGLangEngineRuntime:
-    def __init__(self, settings: Settings, engine_factory: Callable | None = None, **engine_kwargs) -> None:
+    def __init__(self, settings: Settings, engine_factory: Callable[..., Any] | None = None, **engine_kwargs) -> None:
         if not settings.model_path:
             raise ValueError("sglang-engine needs BLENDSERVE_MODEL_PATH")
         self.settings = settings
@@ -77,8 +82,8 @@ class SGLangEngineRuntime:
             256,
             frozenset({"logprobs", "seed", "n"}),
         )
-        self.engine = None
-        self.tokenizer = _NotReady()
+        self.engine: Any = None  # sglang.Engine once built (typed by sglang, which is not installed here)
+        self.tokenizer: Tokenizer = _NotReady()
         self.token_text: TokenText | None = None
         self.deadlines = DeadlineEstimator(settings.request_timeout_s)
         self._state, self._detail = HealthState.STARTING, "loading the model"
@@ -148,7 +153,7 @@ class SGLangEngineRuntime:
             self.deadlines.observe(tokens, seconds)
         return result
 
-    async def embed(self, params) -> GenerateResult:
+    async def embed(self, params: EmbedParams) -> EmbedResult:
         raise UnsupportedParameter("Embeddings need an SGLang embedding model.", param="url")
 
     async def abort(self, rids: Sequence[str]) -> None:

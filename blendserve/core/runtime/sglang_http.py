@@ -20,6 +20,8 @@ import httpx
 
 from blendserve.core.runtime import sglang_info, sglang_params
 from blendserve.core.runtime.base import (
+    EmbedParams,
+    EmbedResult,
     GenerateRequest,
     GenerateResult,
     Health,
@@ -165,7 +167,7 @@ class SGLangHTTPRuntime:
                 except httpx.HTTPError as exc:  # best effort: a dropped connection aborts it within 4 s too
                     log.warning("abort of %s failed: %s", copy, exc)
 
-    async def embed(self, params) -> GenerateResult:
+    async def embed(self, params: EmbedParams) -> EmbedResult:
         raise UnsupportedParameter(
             "Embeddings need an SGLang embedding model; this adapter serves generation.", param="url"
         )

@@ -10,17 +10,19 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from blendserve.core.runtime.base import ModelInfo
 
 
 def kv_capacity(server: dict) -> int | None:
-    ranks = [
+    ranks: list[object] = [
         (state.get("memory_usage") or {}).get("token_capacity")
         for state in server.get("internal_states") or []
         if isinstance(state, dict)
     ]
     if ranks and all(isinstance(r, int) and r > 0 for r in ranks):
-        return sum(ranks)
+        return sum(cast(list[int], ranks))
     top = server.get("max_total_num_tokens")
     if isinstance(top, int) and top > 0:
         return top * max(1, int(server.get("dp_size") or 1))

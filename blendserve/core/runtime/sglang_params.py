@@ -78,7 +78,7 @@ def check(request: GenerateRequest, info: ModelInfo) -> None:
 def sampling_params(request: GenerateRequest, copy: int = 0) -> dict:
     """SGLang's sampling_params for copy `copy` of the request (call check() first)."""
     p = request.params
-    out = {
+    out: dict[str, object] = {
         "max_new_tokens": p.max_new_tokens,
         "temperature": float(p.temperature),
         "top_p": float(p.top_p),

@@ -8,6 +8,7 @@ moves memory-heavy work to the right, within a recompute budget that keeps >= 99
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 from blendserve.core.sched.prefix_tree import Node, PrefixTree, TreeRequest
 
@@ -114,7 +115,7 @@ def _emit(
         if isinstance(item, TreeRequest):
             out.append(item)
             continue
-        child, group, carries_own = item  # type: ignore[misc]
+        child, group, carries_own = cast(tuple[Node, "list[Node] | None", bool], item)
         if group is None and not child.children:
             out.extend(child.requests)  # a leaf child: no call needed (most of a big tree)
         else:

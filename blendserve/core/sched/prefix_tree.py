@@ -85,7 +85,7 @@ class Node:
         return self.key[0] if self.key is not None else self.src[self.off]  # type: ignore[index]
 
     def depth_tokens(self) -> int:
-        total, node = 0, self
+        total, node = 0, self  # type: int, Node | None
         while node is not None:
             total += node.edge_len()
             node = node.parent
@@ -157,7 +157,7 @@ class PrefixTree:
         else:
             mid = Node(child.key[:at], parent)
             child.key = child.key[at:]
-        parent.children[mid.key[0]] = mid
+        parent.children[mid.edge()[0]] = mid
         child.parent = mid
         mid.children[child.first()] = child
         mid.n, mid.tok, mid.d_sum, mid.mem = child.n, child.tok, child.d_sum, child.mem
@@ -190,6 +190,7 @@ class PrefixTree:
             only.parent = node.parent
             if node.obs_n > only.obs_n:  # the merged node's samples cover the child's subtree
                 only.obs_n, only.obs_sum = node.obs_n, node.obs_sum
+            assert node.parent is not None  # the root is never merged away
             node.parent.children[only.key[0]] = only
 
     def _sub_tok(self, node: Node | None, amount: int) -> None:

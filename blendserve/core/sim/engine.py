@@ -74,6 +74,8 @@ class Engine:
         self.sum_prompt = 0  # sum of prompt lengths of decoding requests
         self._seq = 0
         self.stats = dict(prompt=0, output=0, cached=0, recomputed=0, retractions=0)
+        self.just_finished: list[SimRequest] = []  # since the last advance(): simulate() hands them on
+        self.retracted: list[SimRequest] = []
 
     # ---- occupancy ----------------------------------------------------------------------------------
     @property
@@ -88,7 +90,9 @@ class Engine:
 
     # ---- radix cache --------------------------------------------------------------------------------
     def _match(self, req: SimRequest) -> tuple[list[tuple], int]:
-        keys, key, cached = [], (), 0
+        keys: list[tuple] = []
+        key: tuple = ()
+        cached = 0
         for seg_id, length in req.segments:
             key = key + (seg_id,)
             if key not in self.cache:
@@ -269,7 +273,6 @@ def simulate(policy: Policy, hw: Hardware, cfg: EngineConfig, requests: list[Sim
     """Run every request to completion. Requests reach the policy at their arrival time (checked at segment
     boundaries); the policy is asked for work at every boundary."""
     eng = Engine(hw, cfg)
-    eng.just_finished, eng.retracted = [], []
     arrivals = sorted(requests, key=lambda r: r.arrival_s)  # stable: file order within a job
     nxt = finished = 0
     while finished < len(requests):

@@ -54,9 +54,9 @@ def run_tree_bench(args: argparse.Namespace) -> int:
         picked = policy.next_batch(budget, limit=64)
         if not picked:
             break
-        for req, _ in picked:  # each finishes at once: the per-admission cost includes observe() and done()
-            policy.observe(req.key, 100)
-            policy.done(req.key)
+        for treq, _ in picked:  # each finishes at once: the per-admission cost includes observe() and done()
+            policy.observe(treq.key, 100)
+            policy.done(treq.key)
         admitted += len(picked)
     t4 = time.perf_counter()
     gc.enable()
