@@ -64,6 +64,9 @@ def test_prefix_cache_hits_and_lru_eviction():
     again = [_req(9, [(8, 600)], 5), _req(10, [shared, (100, 10)], 5)]
     res_tiny = simulate(ListPolicy(), HW, tiny, reqs + again)
     assert res_tiny.output_tokens == 6 * 5
+    roomy = simulate(ListPolicy(), HW, EngineConfig(kv_capacity=100_000), reqs + again)
+    assert roomy.cached_tokens == 3 * 500 + 510  # the last request finds the shared prefix and its own tail
+    assert res_tiny.cached_tokens == 3 * 500  # ... unless the 600-token request evicted them first (LRU)
 
 
 def test_overflow_retracts_and_still_finishes():
