@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.loop import Dispatcher
-from blendserve.core.runtime.base import GenerateRequest, GenerateResult, RuntimeError_
+from blendserve.core.runtime.base import GenerateRequest, GenerateResult, RuntimeFailure
 from blendserve.core.runtime.simulated import SimulatedRuntime
 from blendserve.store.db import Database
 from blendserve.store.models import Batch
@@ -110,7 +110,7 @@ class Flaky(SimulatedRuntime):
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         if request.rid.endswith("-1") or b"doomed" in bytes(request.input_ids):
-            raise RuntimeError_("engine hiccup")
+            raise RuntimeFailure("engine hiccup")
         return await super().generate(request)
 
 

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from blendserve.core.runtime.base import HealthState, RuntimeError_, RuntimeUnavailable, UnsupportedParameter
+from blendserve.core.runtime.base import HealthState, RuntimeFailure, RuntimeUnavailable, UnsupportedParameter
 from tests.e2e.server import free_port
 from tests.fakes.sglang.testing import CHAT, _faults, _ready, _req, _rt
 from tests.fakes.sglang_standin import StandinServer, load_tokenizer
@@ -77,7 +77,7 @@ def test_generate_faults_are_retryable(standin, mode):
         await _ready(rt)
         _faults(standin.url, generate=mode)
         try:
-            with pytest.raises(RuntimeError_) as err:
+            with pytest.raises(RuntimeFailure) as err:
                 await rt.generate(_req(f"f-{mode}", (1, 2)))
         finally:
             httpx.delete(standin.url + "/_faults")
@@ -94,7 +94,7 @@ def test_generate_hang_is_bounded_and_deadlines_follow_measured_rate(standin):
         await _ready(rt)
         _faults(standin.url, generate="hang")
         try:
-            with pytest.raises(RuntimeError_) as err:
+            with pytest.raises(RuntimeFailure) as err:
                 await rt.generate(_req("h-1", (1, 2)))
         finally:
             httpx.delete(standin.url + "/_faults")
@@ -118,7 +118,7 @@ def test_tokenize_faults_are_retried_or_typed(standin):
         assert rt.tokenizer.encode_text("hello") == load_tokenizer()[0].encode("hello")
         for mode in ("500", "hang"):
             _faults(standin.url, tokenize=mode)
-            with pytest.raises(RuntimeError_) as err:
+            with pytest.raises(RuntimeFailure) as err:
                 rt.tokenizer.encode_chat(CHAT)
             assert err.value.retryable
         _faults(standin.url, tokenize="slow", slow_s=0.2)

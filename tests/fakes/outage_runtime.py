@@ -1,7 +1,7 @@
 """A simulated runtime whose outages and hangs can be switched on: the runtime side of the reliability tests
 and of bench/outage_bench.py.
 
-While down, generate() and the tokenizer fail at once with RuntimeError_ (as a refused connection does; the
+While down, generate() and the tokenizer fail at once with RuntimeFailure (as a refused connection does; the
 SGLang adapter would say RuntimeUnavailable, which the dispatcher refunds on its own: this fake leaves the
 breaker to do it) and health() says DOWN; a request that was running when the outage began fails when it would
 have finished (as a reset connection does). Prompts that contain `hang_marker` never get an answer.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from blendserve.core.runtime.base import GenerateRequest, GenerateResult, Health, HealthState, RuntimeError_
+from blendserve.core.runtime.base import GenerateRequest, GenerateResult, Health, HealthState, RuntimeFailure
 from blendserve.core.runtime.deadline import DeadlineEstimator
 from blendserve.core.runtime.simulated import SimulatedRuntime
 
@@ -26,7 +26,7 @@ class OutageTokenizer:
 
     def _check(self) -> None:
         if self.runtime.down:
-            raise RuntimeError_("tokenizer: connection refused (simulated outage)")
+            raise RuntimeFailure("tokenizer: connection refused (simulated outage)")
 
     def encode_text(self, text: str) -> list[int]:
         self._check()
@@ -86,14 +86,14 @@ class OutageRuntime(SimulatedRuntime):
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         if self.down:
             self.generate_calls_while_down += 1
-            raise RuntimeError_("connection refused (simulated outage)")
+            raise RuntimeFailure("connection refused (simulated outage)")
         if self.hang_marker is not None and self.hang_marker in bytes(request.input_ids):
             await asyncio.Event().wait()  # never answers; the dispatcher's deadline ends it
         outages_before, started = self.outages, time.monotonic()
         if self.per_request_s:
             await asyncio.sleep(self.per_request_s)
         if self.outages != outages_before:
-            raise RuntimeError_(f"connection reset after {time.monotonic() - started:.2f} s (simulated outage)")
+            raise RuntimeFailure(f"connection reset after {time.monotonic() - started:.2f} s (simulated outage)")
         result = await super().generate(request)
         self.deadlines.observe(result.completion_tokens, time.monotonic() - started)
         return result

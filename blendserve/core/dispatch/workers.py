@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from blendserve.core.dispatch.pending import Entry, PendingSet
-from blendserve.core.runtime.base import RuntimeError_
+from blendserve.core.runtime.base import RuntimeFailure
 from blendserve.core.runtime.gateway import GatewayRuntime, WorkerState
 from blendserve.core.sched.scanner import LEFT, Side
 
@@ -54,7 +54,7 @@ class Fleet:
         self._polled = now
         try:
             self.workers = await self.runtime.workers()
-        except RuntimeError_ as exc:
+        except RuntimeFailure as exc:
             log.warning("gateway worker list unavailable (%s); keeping %d lane(s)", exc, len(self.lanes))
             return
         healthy = frozenset(w.url for w in self.workers if w.healthy)

@@ -9,11 +9,11 @@ requests in the order generate() is called (SGLang: --schedule-policy fcfs).
 Errors are typed, and the dispatcher acts on the type alone:
 - `UnsupportedParameter`: this line can never succeed here (bad parameter, prompt too long, a template that
   rejects the messages). Fail the line alone with a 400 body; do not retry; the runtime is healthy.
-- `RuntimeError_` with `retryable=True`: transport error, 5xx, timeout, malformed answer, an abort the
+- `RuntimeFailure` with `retryable=True`: transport error, 5xx, timeout, malformed answer, an abort the
   dispatcher did not ask for. Retry with a new rid (attempt suffix) after a backoff.
-- `RuntimeUnavailable` (a retryable `RuntimeError_`): the runtime is down or not ready yet. Do not spend the
+- `RuntimeUnavailable` (a retryable `RuntimeFailure`): the runtime is down or not ready yet. Do not spend the
   line's attempt: put it back and let the circuit breaker (health()) decide when to resume.
-- `RuntimeError_` with `retryable=False`: the runtime answered, but this line failed for good.
+- `RuntimeFailure` with `retryable=False`: the runtime answered, but this line failed for good.
 - `Aborted`: the request was aborted through abort(); the dispatcher asked for it, so it drops the result.
 """
 
@@ -90,7 +90,7 @@ class GenerateResult:
         return sum(c.completion_tokens for c in self.choices)
 
 
-class RuntimeError_(Exception):
+class RuntimeFailure(Exception):
     """A request failed in the runtime. `retryable` says whether the dispatcher should try again."""
 
     def __init__(self, message: str, retryable: bool = True) -> None:
@@ -98,14 +98,14 @@ class RuntimeError_(Exception):
         self.retryable = retryable
 
 
-class RuntimeUnavailable(RuntimeError_):
+class RuntimeUnavailable(RuntimeFailure):
     """The runtime is down or not ready: retryable, and not the line's fault (do not spend its attempt)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retryable=True)
 
 
-class Aborted(RuntimeError_):
+class Aborted(RuntimeFailure):
     """The request was aborted by abort(); the caller asked for it and drops the line's result."""
 
     def __init__(self, message: str) -> None:
@@ -157,7 +157,7 @@ class Tokenizer(Protocol):
     """Text / chat messages -> the token ids the runtime itself would compute for them.
 
     Raises UnsupportedParameter when the runtime's template or tokenizer rejects the input (per line), and
-    RuntimeError_ (retryable) or RuntimeUnavailable when a remote tokenizer fails, times out or is down.
+    RuntimeFailure (retryable) or RuntimeUnavailable when a remote tokenizer fails, times out or is down.
     Calls are blocking and bounded in time: the dispatcher runs them in a worker thread."""
 
     def encode_chat(self, messages: list[dict]) -> list[int]: ...

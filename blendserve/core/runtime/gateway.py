@@ -25,7 +25,7 @@ from blendserve.core.runtime.base import (
     GenerateRequest,
     GenerateResult,
     HealthState,
-    RuntimeError_,
+    RuntimeFailure,
     RuntimeUnavailable,
 )
 from blendserve.core.runtime.sglang_http import SGLangHTTPRuntime, _json
@@ -82,13 +82,13 @@ class GatewayRuntime(SGLangHTTPRuntime):
 
     async def workers(self) -> list[WorkerState]:
         """The gateway's workers with their health and each one's KV capacity (read once per worker URL).
-        Raises RuntimeError_ (retryable) when the gateway does not answer."""
+        Raises RuntimeFailure (retryable) when the gateway does not answer."""
         try:
             resp = await self.client.get("/workers", timeout=self.info_timeout)
             resp.raise_for_status()
             listed = resp.json().get("workers", [])
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            raise RuntimeError_(f"gateway /workers unavailable: {exc}") from exc
+            raise RuntimeFailure(f"gateway /workers unavailable: {exc}") from exc
         out = []
         for w in listed:
             url = str(w.get("url", "")).rstrip("/")
@@ -96,7 +96,7 @@ class GatewayRuntime(SGLangHTTPRuntime):
             if healthy and url not in self._capacity:
                 try:
                     self._capacity[url] = await self._worker_capacity(url)
-                except (httpx.HTTPError, RuntimeError_, ValueError):
+                except (httpx.HTTPError, RuntimeFailure, ValueError):
                     healthy = False  # listed but not answering yet: not a lane until it does
             out.append(WorkerState(url, healthy, int(w.get("load") or 0), self._capacity.get(url, 0)))
         self.fleet = out
@@ -122,7 +122,7 @@ class GatewayRuntime(SGLangHTTPRuntime):
         """Model, context and KV size from a healthy worker (the connector retries while there is none)."""
         healthy = [w for w in await self.workers() if w.healthy]
         if not healthy:
-            raise RuntimeError_(f"the gateway at {self.base_url} has no healthy worker yet")
+            raise RuntimeFailure(f"the gateway at {self.base_url} has no healthy worker yet")
         url, _ = split_dp_rank(healthy[0].url)
         if not isinstance(self.tokenizer, FleetTokenizer):
             self.tokenizer.close()

@@ -27,7 +27,7 @@ from blendserve.core.runtime.base import (
     Health,
     HealthState,
     ModelInfo,
-    RuntimeError_,
+    RuntimeFailure,
     RuntimeUnavailable,
     UnsupportedParameter,
 )
@@ -92,7 +92,7 @@ class SGLangHTTPRuntime:
                     "SGLang at %s ready: %s, KV %d tokens", self.base_url, self.info.name, self.info.kv_capacity_tokens
                 )
                 return
-            except (httpx.HTTPError, RuntimeError_, ValueError) as exc:
+            except (httpx.HTTPError, RuntimeFailure, ValueError) as exc:
                 self._set(self._state, f"{type(exc).__name__}: {exc}")
                 log.warning("SGLang at %s not ready (%s); retrying in %.1f s", self.base_url, self._detail, delay)
             await asyncio.sleep(delay)
@@ -108,7 +108,7 @@ class SGLangHTTPRuntime:
                 if isinstance(body, dict):
                     return body
             status = resp.status_code
-        raise RuntimeError_(f"SGLang answered {status} for {paths}")
+        raise RuntimeFailure(f"SGLang answered {status} for {paths}")
 
     async def _read_info(self) -> None:
         model = await self._get_json("/model_info", "/get_model_info")
@@ -139,7 +139,7 @@ class SGLangHTTPRuntime:
             self._set(
                 HealthState.READY if ok else HealthState.DOWN, "" if ok else f"/ready answered {resp.status_code}"
             )
-        except (httpx.HTTPError, RuntimeError_, ValueError, TimeoutError) as exc:
+        except (httpx.HTTPError, RuntimeFailure, ValueError, TimeoutError) as exc:
             self._set(HealthState.DOWN, f"{type(exc).__name__}: {exc}")
         return Health(self._state, self._detail)
 
@@ -199,14 +199,14 @@ class SGLangHTTPRuntime:
             self._set(HealthState.DOWN, f"ConnectError: {exc}")
             raise RuntimeUnavailable(f"SGLang unreachable: {exc}") from exc
         except httpx.HTTPError as exc:
-            raise RuntimeError_(f"SGLang /generate failed: {type(exc).__name__}: {exc}") from exc
+            raise RuntimeFailure(f"SGLang /generate failed: {type(exc).__name__}: {exc}") from exc
         if resp.status_code == 400:
             message = _message(resp)
             if "Duplicate request ID" in message:  # a retry with a new attempt suffix is fine
-                raise RuntimeError_(f"SGLang /generate 400: {message}")
+                raise RuntimeFailure(f"SGLang /generate 400: {message}")
             raise UnsupportedParameter(f"SGLang rejected the request: {message}")
         if resp.status_code >= 400:
-            raise RuntimeError_(
+            raise RuntimeFailure(
                 f"SGLang /generate {resp.status_code}: {resp.text[:300]}", retryable=resp.status_code >= 500
             )
         return resp
@@ -216,7 +216,7 @@ def _json(resp: httpx.Response) -> object:
     try:
         return resp.json()
     except ValueError as exc:
-        raise RuntimeError_(f"SGLang /generate answered malformed JSON: {resp.text[:100]!r}") from exc
+        raise RuntimeFailure(f"SGLang /generate answered malformed JSON: {resp.text[:100]!r}") from exc
 
 
 def _load_token_text(*paths: str | None) -> TokenText | None:

@@ -6,7 +6,7 @@ Item shape (srt/managers/tokenizer_manager.py meta_info, 2507-2620): `meta_info.
 
 from __future__ import annotations
 
-from blendserve.core.runtime.base import Aborted, Choice, GenerateRequest, GenerateResult, RuntimeError_
+from blendserve.core.runtime.base import Aborted, Choice, GenerateRequest, GenerateResult, RuntimeFailure
 from blendserve.core.runtime.token_text import TokenText
 
 
@@ -42,10 +42,10 @@ def parse_items(
 ) -> tuple[GenerateResult, list[tuple[int, float]]]:
     """The result, and (completion tokens, e2e seconds) per copy for the deadline estimator.
 
-    Raises Aborted when a copy was aborted and the caller asked for it (`aborted`), RuntimeError_ (retryable)
+    Raises Aborted when a copy was aborted and the caller asked for it (`aborted`), RuntimeFailure (retryable)
     when SGLang aborted it on its own or the answer is malformed."""
     if not isinstance(items, list) or len(items) != request.params.n:
-        raise RuntimeError_(f"SGLang answered {type(items).__name__} for {request.params.n} item(s)")
+        raise RuntimeFailure(f"SGLang answered {type(items).__name__} for {request.params.n} item(s)")
     choices, prompt, cached, retractions, timings = [], 0, 0, 0, []
     try:
         for item in items:
@@ -54,7 +54,7 @@ def parse_items(
             if finish.get("type") == "abort":
                 if aborted:
                     raise Aborted(f"aborted on request: {finish.get('message')}")
-                raise RuntimeError_(f"SGLang aborted the request: {finish.get('message')}")
+                raise RuntimeFailure(f"SGLang aborted the request: {finish.get('message')}")
             prompt, cached = int(meta["prompt_tokens"]), max(cached, int(meta.get("cached_tokens") or 0))
             retractions += int(meta.get("num_retractions") or 0)
             completion = int(meta["completion_tokens"])
@@ -62,5 +62,5 @@ def parse_items(
             reason = "length" if finish.get("type") == "length" else "stop"
             choices.append(Choice(str(item.get("text", "")), completion, reason, _logprobs(meta, token_text)))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise RuntimeError_(f"SGLang answered a malformed item: {type(exc).__name__}: {exc}") from exc
+        raise RuntimeFailure(f"SGLang answered a malformed item: {type(exc).__name__}: {exc}") from exc
     return GenerateResult(request.rid, tuple(choices), prompt, cached, retractions), timings

@@ -8,7 +8,7 @@ as {"prompt": ...}, encoded with special tokens as SGLang encodes a text prompt.
 
 Calls are blocking (the dispatcher runs them in a thread) and bounded: a connect timeout, a read timeout,
 two tries. A 400 is the line's own fault (UnsupportedParameter); refused connections are RuntimeUnavailable;
-5xx, timeouts and malformed answers are retryable RuntimeError_."""
+5xx, timeouts and malformed answers are retryable RuntimeFailure."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import time
 
 import httpx
 
-from blendserve.core.runtime.base import RuntimeError_, RuntimeUnavailable, UnsupportedParameter
+from blendserve.core.runtime.base import RuntimeFailure, RuntimeUnavailable, UnsupportedParameter
 
 
 class HTTPTokenizer:
@@ -33,7 +33,7 @@ class HTTPTokenizer:
                 return self._once(payload, param)
             except UnsupportedParameter:
                 raise
-            except RuntimeError_ as exc:
+            except RuntimeFailure as exc:
                 error = exc
         raise error  # type: ignore[misc]
 
@@ -43,18 +43,18 @@ class HTTPTokenizer:
         except httpx.ConnectError as exc:
             raise RuntimeUnavailable(f"SGLang /v1/tokenize unreachable: {exc}") from exc
         except httpx.HTTPError as exc:
-            raise RuntimeError_(f"SGLang /v1/tokenize failed: {type(exc).__name__}: {exc}") from exc
+            raise RuntimeFailure(f"SGLang /v1/tokenize failed: {type(exc).__name__}: {exc}") from exc
         if resp.status_code in (400, 422):
             raise UnsupportedParameter(f"SGLang cannot tokenize this line: {_message(resp)}", param=param)
         if resp.status_code != 200:
-            raise RuntimeError_(f"SGLang /v1/tokenize answered {resp.status_code}: {resp.text[:200]}")
+            raise RuntimeFailure(f"SGLang /v1/tokenize answered {resp.status_code}: {resp.text[:200]}")
         try:
             tokens = resp.json()["tokens"]
             if not all(isinstance(t, int) for t in tokens):
                 raise TypeError("tokens are not ints")
             return list(tokens)
         except (ValueError, KeyError, TypeError) as exc:
-            raise RuntimeError_(f"SGLang /v1/tokenize answered malformed JSON: {exc}") from exc
+            raise RuntimeFailure(f"SGLang /v1/tokenize answered malformed JSON: {exc}") from exc
 
     def encode_text(self, text: str) -> list[int]:
         return self._tokens({"prompt": text}, "prompt")
