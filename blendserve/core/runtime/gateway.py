@@ -140,17 +140,9 @@ class GatewayRuntime(SGLangHTTPRuntime):
         sglang_params.check(request, self.info)
         body = sglang_params.generate_body(request, with_logprob_text=True)
         headers = {ROUTING_KEY_HEADER: request.route} if request.route else None
-        self.rids.sent(request.rid, body["rid"])
-        cancelled = True
-        try:
+        with self.rids.tracking(request.rid, body["rid"]):
             resps = await asyncio.gather(*(self._post_generate(b, headers) for b in single_bodies(body)))
             result, timings = parse_items(request, [_json(r) for r in resps], self.rids.was_aborted(request.rid), None)
-            cancelled = False
-        except Exception:
-            cancelled = False
-            raise
-        finally:
-            self.rids.finished(request.rid, cancelled)
         for tokens, seconds in timings:
             self.deadlines.observe(tokens, seconds)
         return result

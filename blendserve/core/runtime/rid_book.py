@@ -8,6 +8,8 @@ is aborted under its own name, which is also what an n == 1 request runs as; SGL
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 KEEP_CANCELLED = 4096
 
@@ -28,6 +30,21 @@ class RidBook:
             self.cancelled[rid] = copies
             while len(self.cancelled) > KEEP_CANCELLED:
                 self.cancelled.popitem(last=False)
+
+    @contextmanager
+    def tracking(self, rid: str, copies: list[str]) -> Iterator[None]:
+        """Around one generate() call: the copies are known while it runs, and remembered after it if the
+        waiting task was cancelled (asyncio.CancelledError is no Exception), so a later abort() still names them."""
+        self.sent(rid, copies)
+        cancelled = True
+        try:
+            yield
+            cancelled = False
+        except Exception:
+            cancelled = False
+            raise
+        finally:
+            self.finished(rid, cancelled)
 
     def to_abort(self, rid: str) -> list[str]:
         """The copy rids to abort; marks a running request as aborted on request."""

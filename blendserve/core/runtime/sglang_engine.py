@@ -128,27 +128,19 @@ class SGLangEngineRuntime:
             raise RuntimeUnavailable(f"the SGLang engine is not ready: {self._detail}")
         sglang_params.check(request, self.info)
         body = sglang_params.generate_body(request, with_logprob_text=False)
-        self.rids.sent(request.rid, body["rid"])
-        cancelled = True
         try:
-            out = await self.engine.async_generate(
-                input_ids=body["input_ids"],
-                sampling_params=body["sampling_params"],
-                rid=body["rid"],
-                return_logprob=request.params.logprobs,
-                top_logprobs_num=request.params.top_logprobs if request.params.logprobs else None,
-            )
-            cancelled = False
-            items = out if isinstance(out, list) else [out]
-            result, timings = parse_items(request, items, self.rids.was_aborted(request.rid), self.token_text)
+            with self.rids.tracking(request.rid, body["rid"]):
+                out = await self.engine.async_generate(
+                    input_ids=body["input_ids"],
+                    sampling_params=body["sampling_params"],
+                    rid=body["rid"],
+                    return_logprob=request.params.logprobs,
+                    top_logprobs_num=request.params.top_logprobs if request.params.logprobs else None,
+                )
+                items = out if isinstance(out, list) else [out]
+                result, timings = parse_items(request, items, self.rids.was_aborted(request.rid), self.token_text)
         except ValueError as exc:  # the tokenizer manager's 400s (validation, too long) are per line
-            cancelled = False
             raise UnsupportedParameter(f"SGLang rejected the request: {exc}") from exc
-        except Exception:
-            cancelled = False
-            raise
-        finally:
-            self.rids.finished(request.rid, cancelled)
         for tokens, seconds in timings:
             self.deadlines.observe(tokens, seconds)
         return result

@@ -177,17 +177,9 @@ class SGLangHTTPRuntime:
             raise RuntimeUnavailable(f"SGLang at {self.base_url} is not ready: {self._detail}")
         sglang_params.check(request, self.info)
         body = sglang_params.generate_body(request, with_logprob_text=self.token_text is None)
-        self.rids.sent(request.rid, body["rid"])
-        cancelled = True
-        try:
+        with self.rids.tracking(request.rid, body["rid"]):
             resp = await self._post_generate(body)
             result, timings = parse_items(request, _json(resp), self.rids.was_aborted(request.rid), self.token_text)
-            cancelled = False
-        except Exception:
-            cancelled = False
-            raise
-        finally:
-            self.rids.finished(request.rid, cancelled)
         for tokens, seconds in timings:
             self.deadlines.observe(tokens, seconds)
         return result
