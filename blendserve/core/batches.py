@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -188,7 +187,7 @@ def _row(batch_id: str, parsed: ParsedLine) -> dict:
             response=orjson.dumps(error_body(p.message, p.param, code=p.code)).decode(),
             status_code=400,
             request_id=ids.request_id(),
-            finished_at=time.time(),
+            finished_at=ids.now_precise(),
         )
     return row
 

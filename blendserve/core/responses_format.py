@@ -4,8 +4,8 @@ Pure. Text in, text out: tools, reasoning, background and stored conversation st
 from __future__ import annotations
 
 import secrets
-import time
 
+from blendserve.core import ids
 from blendserve.core.runtime.base import GenerateResult, UnsupportedParameter
 
 # Fields that change nothing for a text-only batch line (echoed or ignored).
@@ -89,7 +89,7 @@ def response_object(model: str, result: GenerateResult, request: dict) -> dict:
     """A Response object (`object: "response"`) with one assistant output_text message."""
     choice = result.choices[0]
     incomplete = choice.finish_reason == "length"
-    now = int(time.time())
+    now = ids.now()
     return {
         "id": "resp_" + secrets.token_hex(24),
         "object": "response",

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,6 +21,7 @@ import orjson
 from sqlalchemy.orm import Session
 from standardwebhooks.webhooks import Webhook
 
+from blendserve.core import ids
 from blendserve.store import webhook_queries as wq
 from blendserve.store.db import Database
 from blendserve.store.models import WebhookDelivery
@@ -55,7 +55,7 @@ def enqueue(session: Session, owner: str, batch_id: str, status: str, at: int) -
     payload = orjson.dumps(
         {"id": event_id, "object": "event", "created_at": at, "type": event_type, "data": {"id": batch_id}}
     ).decode()
-    now = time.time()
+    now = ids.now_precise()
     for endpoint in endpoints:
         session.add(
             WebhookDelivery(
@@ -148,7 +148,7 @@ class WebhookSender:
         return len(claimed)
 
     def _claim_due(self, limit: int = 64) -> list[_Claimed]:
-        now = time.time()
+        now = ids.now_precise()
         hold = now + self.policy.timeout_s + 5.0
         out = []
         with self.db.transaction() as s:
@@ -161,7 +161,7 @@ class WebhookSender:
         if item.secret is None:
             await asyncio.to_thread(self._record, item.id, None, "the endpoint is no longer configured", final=True)
             return
-        headers = signed_headers(item.secret, item.id, item.payload, datetime.now(UTC))
+        headers = signed_headers(item.secret, item.id, item.payload, datetime.fromtimestamp(ids.now_precise(), UTC))
         try:
             resp = await self._client.post(item.url, content=item.payload.encode(), headers=headers)
             code, error = resp.status_code, None if 200 <= resp.status_code < 300 else f"HTTP {resp.status_code}"
@@ -170,7 +170,7 @@ class WebhookSender:
         await asyncio.to_thread(self._record, item.id, code, error)
 
     def _record(self, delivery_id: str, status_code: int | None, error: str | None, final: bool = False) -> None:
-        now = time.time()
+        now = ids.now_precise()
         with self.db.transaction() as s:
             row = s.get(WebhookDelivery, delivery_id)
             if row is None or row.status != WebhookStatus.PENDING:

@@ -32,6 +32,7 @@ from blendserve.core.runtime.base import (
     EmbedParams,
     GenerateRequest,
     Runtime,
+    RuntimeFailure,
     RuntimeUnavailable,
     UnsupportedParameter,
 )
@@ -215,7 +216,9 @@ class LineRunner:
         row = entry.row
         retryable = getattr(exc, "retryable", True)
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if retryable:
+        # Only the runtime's own failures say anything about its health: an error of ours (a bug on one line)
+        # is retried and then fails that line, but must never pause dispatch for everyone.
+        if retryable and isinstance(exc, (RuntimeFailure, LineTimeout)):
             sent_at = time.monotonic() - seconds
             self.health.record_failure(exc, sent_at)
             not_the_lines_fault = isinstance(exc, RuntimeUnavailable) or self.health.should_refund(sent_at)

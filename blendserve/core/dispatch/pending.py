@@ -42,6 +42,12 @@ class Entry:
         return cast(array, self.treq.tokens)
 
 
+def _kept_body(row: PendingRow) -> str:
+    """A Responses object echoes its request's fields (instructions, metadata, ...): those lines keep their body.
+    Every other line drops it once prepared (a retry or a restart re-reads the row)."""
+    return row.body if row.endpoint == "/v1/responses" else ""
+
+
 class PendingSet:
     def __init__(self, perf: PerfModel) -> None:
         self.policy = AdmissionPolicy(perf, tree=CompactTree(perf))  # each prompt token held once (compact_tree.py)
@@ -63,7 +69,8 @@ class PendingSet:
     def add(self, row: PendingRow, tokens: Sequence[int], params: SamplingParams | EmbedParams) -> Entry:
         """Memory per pending line: its prompt once (int32 in the tree) and a few small objects; the request body
         is dropped (a retry or a restart re-reads the row), equal params and repeated strings are shared."""
-        row = dataclasses.replace(row, body="", batch_id=sys.intern(row.batch_id), endpoint=sys.intern(row.endpoint))
+        batch_id, endpoint = sys.intern(row.batch_id), sys.intern(row.endpoint)
+        row = dataclasses.replace(row, body=_kept_body(row), batch_id=batch_id, endpoint=endpoint)
         params = self._params.setdefault(params, params) if len(self._params) < 4096 else params
         treq = self.policy.add(row.id, tokens, params.max_new_tokens * params.n, group=row.batch_id)
         entry = Entry(row, params, treq)

@@ -16,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from blendserve.core import ids
 from blendserve.core.dispatch.pending import Entry, PendingSet
 from blendserve.core.runtime.base import RuntimeFailure
 from blendserve.core.runtime.gateway import GatewayRuntime, WorkerState
@@ -68,7 +69,7 @@ class Fleet:
             self.lanes = self.lanes + [self._key(len(self.lanes) + i) for i in range(len(added))]
         for kind, urls in (("lost", lost), ("added", added)):
             if urls:
-                self.events.append(FleetEvent(time.time(), kind, urls))
+                self.events.append(FleetEvent(ids.now_precise(), kind, urls))
                 log.warning("gateway workers %s: %s; %d lane(s) now", kind, ", ".join(urls), len(self.lanes))
         self.healthy = healthy
         self.pending.set_lanes(self.lanes)
