@@ -220,8 +220,13 @@ class LineRunner:
         # is retried and then fails that line, but must never pause dispatch for everyone.
         if retryable and isinstance(exc, (RuntimeFailure, LineTimeout)):
             sent_at = time.monotonic() - seconds
+            # A trial line (half-open: the runtime's health check had passed) that fails spends its attempt: a line
+            # that fails on a runtime claiming to be up must end, not reopen the breaker again and again.
+            trial = self.health.is_trial
             self.health.record_failure(exc, sent_at)
-            not_the_lines_fault = isinstance(exc, RuntimeUnavailable) or self.health.should_refund(sent_at)
+            not_the_lines_fault = isinstance(exc, RuntimeUnavailable) or (
+                not trial and self.health.should_refund(sent_at)
+            )
             if not_the_lines_fault and entry.free_requeues < self.config.max_free_requeues:
                 entry.free_requeues += 1
                 self.stats.line_done(LineEvent("requeued", seconds, 0.0))  # the runtime's fault: attempt refunded
