@@ -146,7 +146,10 @@ async def test_smg_affinity_hit_ratio_beats_cache_aware_and_round_robin(tmp_path
         served = [fleet.stats(u)["requests"] - before[u]["requests"] for u in before]
         print(f"\nsmg hit ratio over 3 stand-ins (kv {KV} tokens each, {JOBS} jobs x {PER_JOB}): {ratios}; "
               f"affinity lines per worker: {served}")  # fmt: skip
-        assert min(served) > 0, "a worker got no lane"
+        # Not asserted: that every worker got a lane. smg's min_group binds a new key to the worker with the
+        # fewest keys that have requests IN FLIGHT (smg policies/manual.rs), so lanes started together can share a
+        # worker; under load that happened in about half of the runs (docs/SCALE-OUT.md, "Known limits").
+        assert sum(served) >= len(lines)  # every line reached a worker (a retried one may count twice)
         assert ratios["affinity"] > ratios["round_robin"] + 0.1
         assert ratios["affinity"] >= ratios["cache_aware"] - 0.05
     finally:

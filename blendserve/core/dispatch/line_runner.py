@@ -220,9 +220,10 @@ class LineRunner:
         # is retried and then fails that line, but must never pause dispatch for everyone.
         if retryable and isinstance(exc, (RuntimeFailure, LineTimeout)):
             sent_at = time.monotonic() - seconds
-            # A trial line (half-open: the runtime's health check had passed) that fails spends its attempt: a line
-            # that fails on a runtime claiming to be up must end, not reopen the breaker again and again.
-            trial = self.health.is_trial
+            # A trial line that fails after the runtime's health check had passed spends its attempt: a line that
+            # fails on a runtime claiming to be up must end, not reopen the breaker again and again. (Without a
+            # health check, trial lines are the probe: their failures are the outage's.)
+            trial = self.health.is_trial and self.health.check is not None
             self.health.record_failure(exc, sent_at)
             not_the_lines_fault = isinstance(exc, RuntimeUnavailable) or (
                 not trial and self.health.should_refund(sent_at)
