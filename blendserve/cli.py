@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     sched.add_argument("--json", help="write {'rows': [...]} here")
     sched.add_argument("--gpu", default="h100")
     sched.add_argument("--model", default="llama-3.1-8b")
+    sched.add_argument("--calibration", help="engine constants fitted by bench/gpu_calibrate.py (its JSON)")
     sched.set_defaults(func=cmd_bench)
     tree = bench_sub.add_parser("tree", help="scheduler cost at scale (build, sort, memory, per-admit cost)")
     tree.add_argument("--requests", type=int, default=1_000_000)

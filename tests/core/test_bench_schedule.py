@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from blendserve.cli import main
 from blendserve.core.sim.bench import METRICS, table
 from blendserve.core.sim.suites import MULTIBATCH
@@ -42,3 +44,27 @@ def test_bench_schedule_rejects_unknown_mode(tmp_path):
 
     with pytest.raises(SystemExit):
         main(["bench", "schedule", "--trace-file", str(tmp_path / "x"), "--mode", "sequential"])
+
+
+def test_bench_schedule_takes_calibrated_engine_constants(tmp_path, capsys):
+    trace = tmp_path / "t.jsonl"
+    save_trace(generate(list(MULTIBATCH[3].jobs), 200, seed=0), trace)
+    fitted = {"gemm_eff_max": 0.7, "gemm_half_tokens": 96.0, "bw_eff": 0.93, "attn_eff": 0.27, "fixed_s": 0.0017}
+    cal = tmp_path / "cal.json"
+    cal.write_text(json.dumps({"device": "NVIDIA H100 80GB HBM3", "fitted": fitted}))
+    rows = {}
+    for name, extra in (("default", []), ("calibrated", ["--calibration", str(cal)])):
+        out = tmp_path / f"{name}.json"
+        args = ["bench", "schedule", "--trace-file", str(trace), "--mode", "sglang", "--seeds", "1",
+                "--policies", "dfs", "--json", str(out), *extra]  # fmt: skip
+        assert main(args) == 0
+        rows[name] = json.loads(out.read_text())["rows"][0]["throughput"]
+    assert "fixed_s=0.0017" in capsys.readouterr().err
+    assert rows["calibrated"] < rows["default"]  # a 1.7 ms step cost and slower attention cost throughput
+
+
+def test_bench_schedule_names_a_bad_calibration_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(SystemExit, match=r"bad\.json.*fitted"):
+        main(["bench", "schedule", "--suite", "paper", "--calibration", str(bad)])

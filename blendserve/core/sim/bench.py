@@ -132,9 +132,25 @@ def _summary(rows: list[dict]) -> list[str]:
     return lines
 
 
+CALIBRATED = ("gemm_eff_max", "gemm_half_tokens", "bw_eff", "attn_eff", "fixed_s")
+
+
+def engine_constants(perf: PerfModel, calibration: str | None) -> Hardware:
+    """The step-cost constants: the documented defaults, or the `fitted` block of a bench/gpu_calibrate.py JSON.
+    Raises SystemExit naming the file when it has no such block."""
+    if not calibration:
+        return Hardware.from_perf(perf)
+    try:
+        with open(calibration, encoding="utf-8") as fh:
+            fitted = json.load(fh)["fitted"]
+        return Hardware.from_perf(perf, **{name: float(fitted[name]) for name in CALIBRATED})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--calibration {calibration}: not a gpu_calibrate.py result ({exc!r})") from None
+
+
 def run_schedule_bench(args: argparse.Namespace) -> int:
     perf = PerfModel.preset(args.model, args.gpu)
-    hw = Hardware.from_perf(perf)
+    hw = engine_constants(perf, getattr(args, "calibration", None))
     modes = [m.strip() for m in args.mode.split(",")]
     policies = [p.strip() for p in args.policies.split(",")]
     for name in modes:
