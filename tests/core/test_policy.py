@@ -123,7 +123,7 @@ def test_known_output_is_used_and_capped():
 
 
 def test_cumulative_blend_keeps_admitted_density_near_the_workload():
-    policy = AdmissionPolicy(PERF, probe=0)
+    policy = AdmissionPolicy(PERF, probe=0, blend="cumulative")
     rng = random.Random(1)
     for i in range(600):
         if rng.random() < 0.5:
