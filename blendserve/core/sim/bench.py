@@ -96,11 +96,12 @@ def table(rows: list[dict]) -> list[str]:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["trace"], row["mode"], row["policy"]), []).append(row)
-    head = f"{'trace':<16}{'mode':<14}{'policy':<19}" + "".join(f"{m:>17}" for m in METRICS)
+    width = max([19] + [len(policy) + 1 for _, _, policy in groups])  # long comparison names stay aligned
+    head = f"{'trace':<16}{'mode':<14}{'policy':<{width}}" + "".join(f"{m:>17}" for m in METRICS)
     lines = [head]
     for (trace, mode, policy), group in groups.items():
         cells = [_mean_std([g[m] for g in group if g[m] is not None]) for m in METRICS]
-        lines.append(f"{trace:<16}{mode:<14}{policy:<19}" + "".join(f"{c:>17}" for c in cells))
+        lines.append(f"{trace:<16}{mode:<14}{policy:<{width}}" + "".join(f"{c:>17}" for c in cells))
     lines += _summary(rows)
     return lines
 
