@@ -138,7 +138,7 @@ class AdmissionPolicy:
                 kv_budget, self.inflight_kv[LEFT], self.inflight_kv[RIGHT], limit=limit - len(picked)
             )
         for req, side in picked:
-            self.mark_taken(req, side)
+            self.mark_taken(req, side, new_round=False)
         return picked
 
     def _critical(self, limit: int) -> list[tuple[TreeRequest, Side]]:
@@ -180,9 +180,11 @@ class AdmissionPolicy:
             self._forget_pending(req)
         return taken
 
-    def mark_taken(self, req: TreeRequest, side: Side) -> None:
+    def mark_taken(self, req: TreeRequest, side: Side, new_round: bool = True) -> None:
         """A pending request that another scanner over this tree took out of it (many workers: one scanner per
-        worker) is in flight now, as if next_batch had returned it."""
+        worker) is in flight now, as if next_batch had returned it. Each such call is an admission round of its
+        own (the estimator's lower bounds then only come from lines taken after it: conservative)."""
+        self.rounds += new_round
         self._forget_pending(req)
         self.inflight[req.key] = (req, side)
         self.inflight_kv[side] += req.footprint
