@@ -40,8 +40,6 @@ def test_table_reports_mean_and_std_per_trace_mode_policy():
 
 
 def test_bench_schedule_rejects_unknown_mode(tmp_path):
-    import pytest
-
     with pytest.raises(SystemExit):
         main(["bench", "schedule", "--trace-file", str(tmp_path / "x"), "--mode", "sequential"])
 
@@ -68,3 +66,22 @@ def test_bench_schedule_names_a_bad_calibration_file(tmp_path):
     bad.write_text("{}")
     with pytest.raises(SystemExit, match=r"bad\.json.*fitted"):
         main(["bench", "schedule", "--suite", "paper", "--calibration", str(bad)])
+
+
+def test_closure_is_the_share_of_the_v1_to_oracle_gap_and_is_printed():
+    from blendserve.core.sim.bench import closure
+
+    values = {"blendserve": (1.15, 1.25), "blendserve-oracle": (1.2, 1.2), "blendserve-v1": (1.1, 1.1)}
+    rows = [
+        {"trace": "t", "mode": "overlapped", "policy": p, "seed": s, **{m: v[s] for m in METRICS}}
+        for p, v in values.items()
+        for s in (0, 1)
+    ]
+    assert closure(rows, "overlapped", seed=0) == pytest.approx(0.5)
+    assert closure(rows, "overlapped", seed=1) == pytest.approx(1.5)
+    assert closure(rows, "overlapped") == pytest.approx(1.0)  # of the means over seeds
+    assert closure(rows, "sglang") is None  # no rows in that mode
+    printed = "\n".join(table(rows))
+    assert "closure (blendserve - v1) / (oracle - v1) = 1.00 (per seed 0: 0.50, 1: 1.50)" in printed
+    flat = [dict(r, vs_dfs=1.1) for r in rows]  # the oracle does not beat v1: no gap to close
+    assert closure(flat, "overlapped") is None

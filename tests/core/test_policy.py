@@ -123,7 +123,7 @@ def test_known_output_is_used_and_capped():
 
 
 def test_cumulative_blend_keeps_admitted_density_near_the_workload():
-    policy = AdmissionPolicy(PERF, probe=0)
+    policy = AdmissionPolicy(PERF, probe=0, blend="cumulative")
     rng = random.Random(1)
     for i in range(600):
         if rng.random() < 0.5:
@@ -160,3 +160,22 @@ def test_short_requests_are_left_to_the_blend():
     for i in range(300):
         policy.add(i, [1] * 400 + [i, i + 7], max_tokens=200, known_output=200)
     assert policy._critical(10) == []  # no single request outlasts the rest of the work
+
+
+def test_running_lines_of_a_job_bound_its_estimate_from_below():
+    """Short lines finish first: lines of the same admission round still running have produced at least as much
+    as the longest finished one, so the pending lines' estimate is not the finished lines' mean alone."""
+    policy = AdmissionPolicy(PERF, probe=0)
+    for i in range(40):
+        policy.add(i, [7] * 30 + [i, i + 1000], max_tokens=1000, group="j")
+    batch = policy.next_batch(kv_budget=1e9, limit=20)  # one round: 20 lines start together
+    assert len(batch) == 20
+    for k, (req, _) in enumerate(batch[:8]):  # the 8 shortest finish: 10, 20, ..., 80 tokens
+        policy.observe(req.key, 10 * (k + 1))
+        policy.done(req.key)
+    naive = sum(10 * (k + 1) for k in range(8)) / 8
+    censored = (sum(10 * (k + 1) for k in range(8)) + 12 * 80) / 20  # 12 running lines bounded at 80
+    pending = list(policy.pending.values())
+    assert pending and all(r.d_est == pytest.approx(censored) for r in pending)
+    assert censored > naive
+    policy.check_integrity()

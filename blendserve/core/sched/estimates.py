@@ -4,7 +4,8 @@ A request's output length d is unknown until it finishes. The estimate, most spe
   1. known: the caller knows it (the simulator's oracle ablation, or a replay that carries it);
   2. its batch job's observed lengths: one job is one task with one template, so its finished lines predict
      the rest far better than max_tokens (a few-shot job answers in 1-8 tokens under max_tokens 16; a chat
-     job averages ~200 under max_tokens 4096);
+     job averages ~200 under max_tokens 4096). Its lines still running count too, as lower bounds
+     (censored.py): short lines finish first, so finished lines alone underestimate a job while it runs;
   3. its subtree's observed lengths: own node, then the parent's subtree (siblings), never the whole tree;
   4. max_tokens.
 Every estimate is capped at max_tokens. Besides the mean, the estimator keeps E[d^2] where it can (jobs),
@@ -17,6 +18,8 @@ from array import array
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from blendserve.core.sched.censored import JobLengths
+
 if TYPE_CHECKING:  # the tree imports this module; only annotations point back
     from blendserve.core.sched.prefix_tree import Node, PrefixTree, TreeRequest
 
@@ -25,39 +28,27 @@ MIN_JOB_SAMPLES = 1  # observations a job needs before its mean replaces the sub
 FALLBACK_LEVELS = 2  # own node, then the parent's subtree (siblings); never the whole tree
 
 
-class LengthStats:
-    """Count, sum and sum of squares of observed output lengths."""
-
-    __slots__ = ("n", "total", "squares")
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.total = 0.0
-        self.squares = 0.0
-
-    def add(self, d: float) -> None:
-        self.n += 1
-        self.total += d
-        self.squares += d * d
-
-    @property
-    def mean(self) -> float:
-        return self.total / self.n if self.n else 0.0
-
-    @property
-    def second_moment(self) -> float:
-        return self.squares / self.n if self.n else 0.0
-
-
 class OutputLengths:
     """The estimator a PrefixTree consults at insert and on re-estimation; learns from observe()."""
 
     def __init__(self, mem_per_token: float) -> None:
         self.mem_per_token = mem_per_token
-        self.jobs: dict[object, LengthStats] = {}
+        self.jobs: dict[object, JobLengths] = {}
 
-    def job_stats(self, group: object) -> LengthStats | None:
+    def job_stats(self, group: object) -> JobLengths | None:
         return self.jobs.get(group) if group is not None else None
+
+    def admitted(self, group: object, key: object, round_: int) -> None:
+        """A line of a job started in admission round `round_` (non-decreasing): while it runs, lines of its
+        round or later that finish bound its length from below."""
+        if group is not None:
+            self.jobs.setdefault(group, JobLengths()).admitted(key, round_)
+
+    def dropped(self, group: object, key: object) -> None:
+        """A started line ended without a length (failed, cancelled, requeued). No-op after observe_job."""
+        stats = self.jobs.get(group) if group is not None else None
+        if stats is not None:
+            stats.dropped(key)
 
     def estimate(self, req: TreeRequest, node: Node, root: Node) -> None:
         """Set req.d_est and req.mem from the best evidence available (module docstring order)."""
@@ -86,14 +77,17 @@ class OutputLengths:
                 return d, d * d
         return cap, cap * cap
 
-    def observe_job(self, group: object, output_tokens: int) -> bool:
+    def observe_job(self, group: object, output_tokens: int, key: object = None) -> bool:
         """Record one finished line of a job. True when the job's pending lines should be re-estimated (its
-        count reached a power of two: amortised O(n log n) re-estimation work per job)."""
+        count reached a power of two: the distribution is refreshed then, amortised O(n log^2 n) per job)."""
         if group is None:
             return False
-        stats = self.jobs.setdefault(group, LengthStats())
-        stats.add(float(output_tokens))
-        return stats.n & (stats.n - 1) == 0
+        stats = self.jobs.setdefault(group, JobLengths())
+        stats.finished(key, float(output_tokens))
+        if stats.n & (stats.n - 1):
+            return False
+        stats.refresh()
+        return True
 
     def observe_subtree(self, tree: PrefixTree, tokens: Sequence[int], output_tokens: int) -> list[Node]:
         """Record on the deepest node of the prompt's path and its parent; returns the nodes whose sample count

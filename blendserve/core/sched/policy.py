@@ -1,9 +1,10 @@
 """The admission policy: what runs next, for the live dispatcher and the simulator alike. Pure (stdlib only).
 
 Every pending request sits in one global PrefixTree. A DualScanner walks the tree's blend order from both ends
-with the cumulative blend (scanner.py): depth-first on each side, so shared prefixes stay hot in the runtime's
-radix cache, and every prefix of the admission order carries the whole workload's compute/memory density.
-Output lengths are learned (estimates.py): a request's batch job first (its lines are alike), then its subtree,
+with the rate blend (scanner.py): depth-first on each side, so shared prefixes stay hot in the runtime's radix
+cache, and the per-step compute and memory rates of what is in flight keep the workload's density.
+Output lengths are learned (estimates.py): a request's batch job first (its lines are alike; its running lines
+count as lower bounds, so short lines finishing first do not bias it low), then its subtree,
 then max_tokens; re-estimated online as lines finish (a job's pending lines when its sample count reaches a power
 of two and its mean moved by more than 10%), and the order is laid out again when they were. A job seen for the
 first time is probed: its first `probe` lines, all from one subtree (one prefix prefill), run ahead of the
@@ -48,7 +49,7 @@ from collections.abc import Sequence
 from blendserve.core.sched.estimates import reestimate
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
-from blendserve.core.sched.scanner import LEFT, RIGHT, DualScanner, Side
+from blendserve.core.sched.scanner import DEFAULT_BLEND, LEFT, RIGHT, DualScanner, Side
 
 RELAYOUT_CHANGE = 0.1  # a job's estimate moving by more than this fraction lays the order out again
 
@@ -58,7 +59,7 @@ class AdmissionPolicy:
         self,
         perf: PerfModel,
         *,
-        blend: str = "cumulative",
+        blend: str = DEFAULT_BLEND,
         probe: int = 4,
         split_budget: float = 0.01,
         tree: PrefixTree | None = None,
@@ -73,6 +74,7 @@ class AdmissionPolicy:
         self.to_probe: list[object] = []
         self.laid_out_mean: dict[object, float] = {}  # job -> the estimate the current order was built with
         self.observed = 0
+        self.rounds = 0  # next_batch calls: lines of one call start together (estimates.py's lower bounds)
         self.next_relayout = 16
         self.step_floor = perf.weight_read_time  # seconds: no decode step is faster than reading the weights
         self.longest: list[tuple[float, int, TreeRequest]] = []  # max-heap by d_est (lazy: stale entries skipped)
@@ -127,6 +129,7 @@ class AdmissionPolicy:
     # ---- admission ------------------------------------------------------------------------------------
 
     def next_batch(self, kv_budget: float, limit: int = 1 << 30) -> list[tuple[TreeRequest, Side]]:
+        self.rounds += 1
         picked: list[tuple[TreeRequest, Side]] = self._critical(limit)
         while self.to_probe and len(picked) < limit:
             picked += self._probe(self.to_probe.pop(0), limit - len(picked))
@@ -135,9 +138,7 @@ class AdmissionPolicy:
                 kv_budget, self.inflight_kv[LEFT], self.inflight_kv[RIGHT], limit=limit - len(picked)
             )
         for req, side in picked:
-            self._forget_pending(req)
-            self.inflight[req.key] = (req, side)
-            self.inflight_kv[side] += req.footprint
+            self.mark_taken(req, side, new_round=False)
         return picked
 
     def _critical(self, limit: int) -> list[tuple[TreeRequest, Side]]:
@@ -179,12 +180,15 @@ class AdmissionPolicy:
             self._forget_pending(req)
         return taken
 
-    def mark_taken(self, req: TreeRequest, side: Side) -> None:
+    def mark_taken(self, req: TreeRequest, side: Side, new_round: bool = True) -> None:
         """A pending request that another scanner over this tree took out of it (many workers: one scanner per
-        worker) is in flight now, as if next_batch had returned it."""
+        worker) is in flight now, as if next_batch had returned it. Each such call is an admission round of its
+        own (the estimator's lower bounds then only come from lines taken after it: conservative)."""
+        self.rounds += new_round
         self._forget_pending(req)
         self.inflight[req.key] = (req, side)
         self.inflight_kv[side] += req.footprint
+        self.tree.lengths.admitted(req.group, req.key, self.rounds)
 
     # ---- results ----------------------------------------------------------------------------------------
 
@@ -195,7 +199,7 @@ class AdmissionPolicy:
         req = entry[0]
         self.scanner.settle(key, output_tokens)
         lengths = self.tree.lengths
-        if lengths.observe_job(req.group, output_tokens):
+        if lengths.observe_job(req.group, output_tokens, req.key):
             self._maybe_relayout(req.group)
         refresh = lengths.observe_subtree(self.tree, req.tokens, output_tokens)
         if req.group is None:  # subtree estimates serve job-less requests (a job's own estimate comes first)
@@ -225,6 +229,7 @@ class AdmissionPolicy:
             return None
         req, side = entry
         self.inflight_kv[side] -= req.footprint
+        self.tree.lengths.dropped(req.group, key)
         self.scanner.done(req)
         return req
 

@@ -7,10 +7,11 @@
   shuffled           a random order of what has arrived
   blendserve         the admission policy (core/sched/policy.py) with learned output lengths
   blendserve-oracle  the same policy told the true output lengths (what the estimator costs)
-  blendserve-rate    the same policy with the `rate` blend (running per-step rates of what is in flight)
+  blendserve-<blend>, blendserve-oracle-<blend>
+                     the same policies with another blend (scanner.BLENDS: cumulative, rate, kv)
   blendserve-v1      the first build's scheduler, for reference: `rate` blend, subtree-only estimates, a 1%
                      stratified sample of every shared-prefix group run up front
-(blendserve-rate and blendserve-v1 are for comparison: `--policies` names them.)
+(the blend variants and blendserve-v1 are for comparison: `--policies` names them.)
 Requests that arrive later are ordered the same way among themselves and queue behind what is waiting
 (dfs re-sorts the whole waiting queue; blendserve inserts them into its tree).
 """
@@ -23,12 +24,13 @@ from collections import deque
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.policy import AdmissionPolicy
 from blendserve.core.sched.prefix_tree import TreeRequest
-from blendserve.core.sched.scanner import LEFT, Side, sample_requests
+from blendserve.core.sched.scanner import BLENDS, LEFT, Side, sample_requests
 from blendserve.core.sim.engine import Engine
 from blendserve.core.sim.request import ListPolicy, SimRequest
 from blendserve.core.sim.workloads import TokenPool
 
-POLICIES = ("fcfs", "dfs", "shuffled", "blendserve", "blendserve-oracle", "blendserve-rate", "blendserve-v1")
+BLEND_VARIANTS = tuple(f"blendserve{o}-{b}" for b in BLENDS for o in ("", "-oracle"))
+POLICIES = ("fcfs", "dfs", "shuffled", "blendserve", "blendserve-oracle", *BLEND_VARIANTS, "blendserve-v1")
 SIMPLE = ("fcfs", "dfs", "shuffled")
 
 
@@ -117,8 +119,9 @@ def make_policy(name: str, perf: PerfModel, pool: TokenPool, kv_budget: float, s
         return ClientSortedDfs()
     if name in ("blendserve", "blendserve-oracle"):
         return BlendServe(perf, pool, kv_budget, oracle=name == "blendserve-oracle", **kwargs)
-    if name == "blendserve-rate":
-        return BlendServe(perf, pool, kv_budget, blend="rate", **kwargs)
+    if name in BLEND_VARIANTS:
+        blend = name.rsplit("-", 1)[1]
+        return BlendServe(perf, pool, kv_budget, oracle="-oracle-" in name, blend=blend, **kwargs)
     if name == "blendserve-v1":
         return BlendServeV1(perf, pool, kv_budget)
     raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")

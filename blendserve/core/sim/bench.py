@@ -96,11 +96,12 @@ def table(rows: list[dict]) -> list[str]:
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["trace"], row["mode"], row["policy"]), []).append(row)
-    head = f"{'trace':<16}{'mode':<14}{'policy':<19}" + "".join(f"{m:>17}" for m in METRICS)
+    width = max([19] + [len(policy) + 1 for _, _, policy in groups])  # long comparison names stay aligned
+    head = f"{'trace':<16}{'mode':<14}{'policy':<{width}}" + "".join(f"{m:>17}" for m in METRICS)
     lines = [head]
     for (trace, mode, policy), group in groups.items():
         cells = [_mean_std([g[m] for g in group if g[m] is not None]) for m in METRICS]
-        lines.append(f"{trace:<16}{mode:<14}{policy:<19}" + "".join(f"{c:>17}" for c in cells))
+        lines.append(f"{trace:<16}{mode:<14}{policy:<{width}}" + "".join(f"{c:>17}" for c in cells))
     lines += _summary(rows)
     return lines
 
@@ -108,7 +109,7 @@ def table(rows: list[dict]) -> list[str]:
 def _summary(rows: list[dict]) -> list[str]:
     lines = []
     modes = list(dict.fromkeys(r["mode"] for r in rows))
-    for policy in ("blendserve", "blendserve-oracle", "blendserve-rate", "blendserve-v1"):
+    for policy in dict.fromkeys(r["policy"] for r in rows if r["policy"].startswith("blendserve")):
         for mode in modes:
             sel = [r for r in rows if r["policy"] == policy and r["mode"] == mode]
             if not sel:
@@ -120,15 +121,10 @@ def _summary(rows: list[dict]) -> list[str]:
                 + ", ".join(f"{m} {v:.3f}" for m, v in means.items())
                 + f"; worst vs_best_simple {worst:.3f}"
             )
-    for mode in modes:  # the share of the v1 -> oracle gap that the new estimator and blend close
-        by_policy = {
-            p: [r["throughput"] for r in rows if r["mode"] == mode and r["policy"] == p]
-            for p in ("blendserve", "blendserve-oracle", "blendserve-v1")
-        }
-        if all(by_policy.values()):
-            bs, oracle, v1 = (statistics.fmean(v) for v in by_policy.values())
-            closed = (bs - v1) / (oracle - v1) if oracle != v1 else float("nan")
-            lines.append(f"# {mode}: blendserve closes {closed:.2f} of the blendserve-v1 -> oracle throughput gap")
+    for mode in modes:
+        line = closure_line(rows, mode)
+        if line:
+            lines.append(line)
     return lines
 
 
@@ -146,6 +142,50 @@ def engine_constants(perf: PerfModel, calibration: str | None) -> Hardware:
         return Hardware.from_perf(perf, **{name: float(fitted[name]) for name in CALIBRATED})
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SystemExit(f"--calibration {calibration}: not a gpu_calibrate.py result ({exc!r})") from None
+
+
+GAP_POLICIES = ("blendserve", "blendserve-oracle", "blendserve-v1")
+
+
+def _gap_means(rows: list[dict], mode: str, seed: int | None = None) -> dict[str, float] | None:
+    means = {}
+    for policy in GAP_POLICIES:
+        sel = [r["vs_dfs"] for r in rows if r["mode"] == mode and r["policy"] == policy
+               and (seed is None or r["seed"] == seed) and r["vs_dfs"] is not None]  # fmt: skip
+        if not sel:
+            return None
+        means[policy] = statistics.fmean(sel)
+    return means
+
+
+def closure(rows: list[dict], mode: str, seed: int | None = None) -> float | None:
+    """The share of the gap between the first build's scheduler and the oracle that blendserve closes:
+    (blendserve - v1) / (oracle - v1) on vs_dfs averaged over traces (and over seeds unless `seed` is given).
+    The oracle is the same policy, same blend, told the true output lengths: what any estimator could do.
+    1 = the estimator is as good as true lengths; above 1, better (the blend is a heuristic, not an optimum).
+    None without the three policies, or when the oracle does not beat v1 (no gap to close)."""
+    means = _gap_means(rows, mode, seed)
+    if means is None:
+        return None
+    gap = means["blendserve-oracle"] - means["blendserve-v1"]
+    return (means["blendserve"] - means["blendserve-v1"]) / gap if gap > 1e-9 else None
+
+
+def closure_line(rows: list[dict], mode: str) -> str | None:
+    """'# <mode>: ...' with the three means, the closure of the means and each seed's; None without the
+    three policies."""
+    means = _gap_means(rows, mode)
+    if means is None:
+        return None
+    seeds = sorted({r["seed"] for r in rows if r["mode"] == mode})
+    shown = ["-" if c is None else f"{c:.2f}" for c in (closure(rows, mode, s) for s in seeds)]
+    total = closure(rows, mode)
+    return (
+        f"# {mode}: vs_dfs blendserve {means['blendserve']:.3f}, oracle {means['blendserve-oracle']:.3f}, "
+        f"v1 {means['blendserve-v1']:.3f}; closure (blendserve - v1) / (oracle - v1) = "
+        f"{'- (oracle does not beat v1)' if total is None else f'{total:.2f}'}"
+        f" (per seed {', '.join(f'{s}: {c}' for s, c in zip(seeds, shown, strict=True))})"
+    )
 
 
 def run_schedule_bench(args: argparse.Namespace) -> int:
