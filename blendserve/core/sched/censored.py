@@ -16,6 +16,7 @@ after every finished line) carry no information and are left out.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 
 
 class JobLengths:
@@ -69,21 +70,10 @@ def running_bounds(done: list[tuple[int, float]], running_seqs) -> list[float]:
     seqs = [s for s, _ in done]
     bounds = []
     for seq in running_seqs:
-        bound = suffix_max[_first_at_least(seqs, seq)]
+        bound = suffix_max[bisect_left(seqs, seq)]
         if bound > 0:
             bounds.append(bound)
     return bounds
-
-
-def _first_at_least(seqs: list[int], seq: int) -> int:
-    lo, hi = 0, len(seqs)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if seqs[mid] < seq:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 def product_limit_moments(events: list[float], censored: list[float]) -> tuple[float, float]:
