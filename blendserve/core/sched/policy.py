@@ -69,7 +69,9 @@ class AdmissionPolicy:
         self.pending: dict[object, TreeRequest] = {}
         self.inflight: dict[object, tuple[TreeRequest, Side]] = {}
         self.inflight_kv = {LEFT: 0.0, RIGHT: 0.0}
-        self.jobs: dict[object, set[TreeRequest]] = {}  # job -> its pending requests
+        # job -> its pending requests, in arrival order: a dict, not a set, so a probe's anchor and the order of a
+        # re-estimate do not depend on object addresses (a set of requests iterated differently run to run)
+        self.jobs: dict[object, dict[TreeRequest, None]] = {}
         self.to_probe: list[object] = []
         self.laid_out_mean: dict[object, float] = {}  # job -> the estimate the current order was built with
         self.observed = 0
@@ -105,10 +107,10 @@ class AdmissionPolicy:
         if req.group is not None:
             members = self.jobs.get(req.group)
             if members is None:
-                members = self.jobs[req.group] = set()
+                members = self.jobs[req.group] = {}
                 if req.known is None and self.probe > 0 and self.tree.lengths.job_stats(req.group) is None:
                     self.to_probe.append(req.group)
-            members.add(req)
+            members[req] = None
 
     def remove(self, key: object) -> bool:
         req = self.pending.pop(key, None)
@@ -122,7 +124,7 @@ class AdmissionPolicy:
         self.pending.pop(req.key, None)
         members = self.jobs.get(req.group) if req.group is not None else None
         if members is not None:
-            members.discard(req)
+            members.pop(req, None)
 
     # ---- admission ------------------------------------------------------------------------------------
 
