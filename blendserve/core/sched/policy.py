@@ -45,12 +45,17 @@ import heapq
 import itertools
 from collections.abc import Sequence
 
-from blendserve.core.sched.estimates import reestimate
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
+from blendserve.core.sched.reestimation import ReestimateQueue
 from blendserve.core.sched.scanner import LEFT, RIGHT, DualScanner, Side
 
 RELAYOUT_CHANGE = 0.1  # a job's estimate moving by more than this fraction lays the order out again
+# Work per admission call on a layout or a job's re-estimation larger than that (amortised: each is some tens of
+# ms of one core at 1M pending requests, bench tree); smaller trees and jobs are done at once, as without slices.
+LAYOUT_SLICE = 12_000  # units of layout_job.LayoutJob
+REESTIMATE_SLICE = 5_000  # pending lines
+REFILE_SLICE = 5_000  # re-estimated lines filed again in the critical-path heap
 
 
 class AdmissionPolicy:
@@ -62,9 +67,12 @@ class AdmissionPolicy:
         probe: int = 4,
         split_budget: float = 0.01,
         tree: PrefixTree | None = None,
+        layout_slice: int | None = LAYOUT_SLICE,
+        reestimate_slice: int | None = REESTIMATE_SLICE,
     ):
         self.tree = tree if tree is not None else PrefixTree(perf)  # a caller may bring a subclass (compact tokens)
-        self.scanner = DualScanner(self.tree, split_budget=split_budget, blend=blend)
+        self.scanner = DualScanner(self.tree, split_budget=split_budget, blend=blend, layout_slice=layout_slice)
+        self.reestimates = ReestimateQueue(self.tree, reestimate_slice)
         self.probe = probe
         self.pending: dict[object, TreeRequest] = {}
         self.inflight: dict[object, tuple[TreeRequest, Side]] = {}
@@ -129,6 +137,10 @@ class AdmissionPolicy:
     # ---- admission ------------------------------------------------------------------------------------
 
     def next_batch(self, kv_budget: float, limit: int = 1 << 30) -> list[tuple[TreeRequest, Side]]:
+        if self.reestimates.waiting:
+            self.reestimates.advance()
+            if not self.reestimates.waiting:  # every queued job's lines carry its new estimate: lay out again
+                self.scanner.invalidate()
         picked: list[tuple[TreeRequest, Side]] = self._critical(limit)
         while self.to_probe and len(picked) < limit:
             picked += self._probe(self.to_probe.pop(0), limit - len(picked))
@@ -147,13 +159,17 @@ class AdmissionPolicy:
         root = self.tree.root
         remaining = max(self.tree.comp(root), root.mem)
         taken: list[tuple[TreeRequest, Side]] = []
+        refiled = 0
         while self.longest and len(taken) < limit:
             neg_d, _, req = self.longest[0]
             if req.node is None or self.pending.get(req.key) is not req:
                 heapq.heappop(self.longest)  # admitted or removed since
                 continue
             if -neg_d != req.d_est:  # re-estimated since it was pushed: file it under its current estimate
+                if refiled == REFILE_SLICE:
+                    break  # a whole job was re-estimated: go on filing at the next call (amortised)
                 heapq.heapreplace(self.longest, (-req.d_est, next(self._seq), req))
+                refiled += 1
                 continue
             if req.d_est * self.step_floor < remaining:
                 break
@@ -169,9 +185,13 @@ class AdmissionPolicy:
         if not members:
             return []
         first = next(iter(members))
-        anchor = first.node.parent if first.node.parent is not self.tree.root else first.node  # type: ignore[union-attr]
+        node = first.node
+        assert node is not None  # pending: in the tree
+        # its parent's subtree (siblings share its prefix), or its own when it is the root (an empty prompt) or
+        # a child of the root
+        anchor = node.parent if node.parent is not None and node.parent is not self.tree.root else node
         taken: list[tuple[TreeRequest, Side]] = []
-        for req in self.tree.iter_subtree(anchor):  # type: ignore[arg-type]
+        for req in self.tree.iter_subtree(anchor):
             if req.group == group:
                 taken.append((req, LEFT))
                 if len(taken) >= min(limit, self.probe):
@@ -218,8 +238,8 @@ class AdmissionPolicy:
         before = self.laid_out_mean.get(group)
         if before is None or abs(stats.mean - before) > RELAYOUT_CHANGE * max(1.0, before):
             self.laid_out_mean[group] = stats.mean
-            reestimate(self.tree, self.jobs.get(group, ()))
-            self.scanner.invalidate()
+            if self.reestimates.push(group, self.jobs.get(group, ())):  # else a slice per call (reestimation.py)
+                self.scanner.invalidate()
 
     def done(self, key: object) -> TreeRequest | None:
         entry = self.inflight.pop(key, None)
