@@ -15,6 +15,7 @@ from typing import cast
 from blendserve.core.sched.prefix_tree import Node, PrefixTree, TreeRequest
 
 STEP_ITEMS = 4096  # children or items looked at per step of a layout done in slices (layout_job.py)
+NODE_UNITS = 8  # what visiting an inner node costs besides its items (a generator, a list, a sort), in items
 
 
 @dataclass
@@ -166,7 +167,7 @@ def _item_runs(
         for child in children:
             if id(child) in plan.nodes:
                 splits[id(child)] = yield from _split_groups(tree, child, target)
-        yield len(own) + len(children)
+        yield len(own) + len(children) + NODE_UNITS
         return [_items(tree, node, children, own, splits)]
     runs = []
     for start in range(0, len(own), STEP_ITEMS):
