@@ -166,6 +166,8 @@ class AdmissionPolicy:
                 heapq.heappop(self.longest)  # admitted or removed since
                 continue
             if -neg_d != req.d_est:  # re-estimated since it was pushed: file it under its current estimate
+                if max(-neg_d, req.d_est) * self.step_floor < remaining:
+                    break  # not critical by either estimate, nor is any line filed below it: filing can wait
                 if refiled == REFILE_SLICE:
                     break  # a whole job was re-estimated: go on filing at the next call (amortised)
                 heapq.heapreplace(self.longest, (-req.d_est, next(self._seq), req))
