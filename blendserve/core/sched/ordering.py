@@ -183,6 +183,14 @@ def _item_runs(
     return runs
 
 
+def _drain(run: list[tuple[float, object]]) -> Iterator[tuple[float, object]]:
+    """A sorted run's items in order, each let go of as it is taken: a wide node's hundreds of thousands of items
+    are freed along the slices that emit them, not all at once in the slice that finishes the node."""
+    run.reverse()
+    while run:
+        yield run.pop()
+
+
 def _by_rho(item: tuple[float, object]) -> float:
     return -item[0]
 
@@ -206,7 +214,7 @@ def _emit(
             out.extend(node.requests)
         return
     runs = yield from _item_runs(tree, node, only, node.requests if own else [], plan, target)
-    items = runs[0] if len(runs) == 1 else heapq.merge(*runs, key=_by_rho)  # merge is stable, as sort is
+    items = runs[0] if len(runs) == 1 else heapq.merge(*map(_drain, runs), key=_by_rho)  # stable, as sort is
     count = 0
     for _, item in items:
         count += 1

@@ -53,8 +53,8 @@ from blendserve.core.sched.scanner import LEFT, RIGHT, DualScanner, Side
 RELAYOUT_CHANGE = 0.1  # a job's estimate moving by more than this fraction lays the order out again
 # Work per admission call on a layout or a job's re-estimation larger than that (amortised: each is some tens of
 # ms of one core at 1M pending requests, bench tree); smaller trees and jobs are done at once, as without slices.
-LAYOUT_SLICE = 10_000  # units of layout_job.LayoutJob
-REESTIMATE_SLICE = 5_000  # pending lines
+LAYOUT_SLICE = 6_000  # units of layout_job.LayoutJob
+REESTIMATE_SLICE = 4_000  # pending lines
 REFILE_SLICE = 5_000  # re-estimated lines filed again in the critical-path heap
 
 

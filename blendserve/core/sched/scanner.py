@@ -98,6 +98,7 @@ class DualScanner:
         self.split_budget = split_budget
         self.layout_slice = layout_slice  # work units of layout per call (None: every layout at once)
         self._job: LayoutJob | None = None
+        self._retired: list[list[TreeRequest]] = []  # replaced orders, let go of a slice per call
         self.layouts = 0  # layouts installed (the bench reports them)
         self._built_at = -1
         self.order: list[TreeRequest] = []
@@ -128,6 +129,8 @@ class DualScanner:
     def _refresh(self) -> None:
         """Lay out again if requests arrived or estimates changed: whole (no layout_slice), else one slice of a
         LayoutJob, installed when complete; finished at once when the current order has nothing left."""
+        if self._retired:
+            self._free_retired()
         if self._built_at == self.tree.inserts:
             return
         if self.layout_slice is None:
@@ -139,6 +142,7 @@ class DualScanner:
         if not self._job.advance(None if self.lo > self.hi else self.layout_slice):
             return
         job, self._job = self._job, None
+        self._retired.append(self.order)  # its last references to lines that left: freed in slices, not here
         self.plan, self.order = job.plan, job.order
         self.lo, self.hi = 0, len(job.order) - 1
         self._built_at = job.started_at
@@ -146,6 +150,17 @@ class DualScanner:
         self._skip_removed()
         if self.lo > self.hi and self._built_at != self.tree.inserts:
             self.rebuild()  # requests arrived behind the job and nothing else is left to serve
+
+    def _free_retired(self) -> None:
+        """Drop up to `layout_slice` x 8 references held by replaced orders (cheap decrefs, some frees)."""
+        budget = 8 * (self.layout_slice or 0)
+        while self._retired and budget > 0:
+            old = self._retired[-1]
+            cut = min(budget, len(old))
+            del old[len(old) - cut :]
+            budget -= cut
+            if not old:
+                self._retired.pop()
 
     def remaining(self) -> int:
         return max(0, self.hi - self.lo + 1)
