@@ -14,6 +14,8 @@ Critical path: a pending request whose own decode time (estimated length x one w
 step can cost) reaches the pending work's time (max of its compute and memory time) starts now, whatever the
 blend says: the schedule cannot end before it does, and a long generation started late is a tail of near-empty,
 weight-bound steps.
+At scale, layouts and a job's re-estimation are done a slice per next_batch call (layout_job.py, reestimation.py):
+no call lays out or re-estimates a million lines at once; below one slice they are done at once.
 
 Contract (not thread-safe: the caller serialises calls; nothing here blocks, sleeps or does I/O):
   add(key, tokens, max_tokens, group=None, payload=None, known_output=None) -> TreeRequest
