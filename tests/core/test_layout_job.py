@@ -70,7 +70,9 @@ def test_a_job_in_slices_equals_the_layout_at_once(spec, budget):
 @given(st.integers(0, 10_000))
 def test_sliced_policy_admits_every_request_once_while_the_tree_changes(seed):
     rng = random.Random(seed)
-    policy = AdmissionPolicy(PERF, layout_slice=rng.choice([1, 3, 10]), reestimate_slice=rng.choice([1, 2, 5]))
+    policy = AdmissionPolicy(
+        PERF, layout_slice=rng.choice([1, 3, 10]), reestimate_slice=rng.choice([1, 2, 5]), layout_at_once=0
+    )
     added, removed, admitted, key = set(), set(), [], 0
 
     def add(n):

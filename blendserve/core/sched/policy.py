@@ -56,6 +56,7 @@ RELAYOUT_CHANGE = 0.1  # a job's estimate moving by more than this fraction lays
 # Work per admission call on a layout or a job's re-estimation larger than that (amortised: each is some tens of
 # ms of one core at 1M pending requests, bench tree); smaller trees and jobs are done at once, as without slices.
 LAYOUT_SLICE = 6_000  # units of layout_job.LayoutJob
+LAYOUT_AT_ONCE = 4096  # pending lines: a layout of a tree this small is ~10-30 ms, done at once
 REESTIMATE_SLICE = 4_000  # pending lines
 REFILE_SLICE = 5_000  # re-estimated lines filed again in the critical-path heap
 
@@ -71,9 +72,12 @@ class AdmissionPolicy:
         tree: PrefixTree | None = None,
         layout_slice: int | None = LAYOUT_SLICE,
         reestimate_slice: int | None = REESTIMATE_SLICE,
+        layout_at_once: int = LAYOUT_AT_ONCE,
     ):
         self.tree = tree if tree is not None else PrefixTree(perf)  # a caller may bring a subclass (compact tokens)
-        self.scanner = DualScanner(self.tree, split_budget=split_budget, blend=blend, layout_slice=layout_slice)
+        self.scanner = DualScanner(
+            self.tree, split_budget=split_budget, blend=blend, layout_slice=layout_slice, layout_at_once=layout_at_once
+        )
         self.reestimates = ReestimateQueue(self.tree, reestimate_slice)
         self.probe = probe
         self.pending: dict[object, TreeRequest] = {}
@@ -242,7 +246,8 @@ class AdmissionPolicy:
         before = self.laid_out_mean.get(group)
         if before is None or abs(stats.mean - before) > RELAYOUT_CHANGE * max(1.0, before):
             self.laid_out_mean[group] = stats.mean
-            if self.reestimates.push(group, self.jobs.get(group, ())):  # else a slice per call (reestimation.py)
+            done = self.reestimates.push(group, self.jobs.get(group, ()))  # else a slice per call (reestimation.py)
+            if done and not self.reestimates.waiting:  # else next_batch lays out once the queue is through
                 self.scanner.invalidate()
 
     def done(self, key: object) -> TreeRequest | None:

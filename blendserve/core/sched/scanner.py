@@ -18,7 +18,8 @@ Where the paper is silent:
   stand; new requests make the next call rebuild the order from the pending tree and restart both cursors.
   With `layout_slice` set (the admission policy sets it), a layout larger than one slice is done a slice per call
   (layout_job.py) while the cursors go on over the current order, and replaces it when complete; it is finished
-  at once only when the current order has nothing left. A tree laid out within one slice behaves as without.
+  at once only when the current order has nothing left. A tree laid out within one slice, or of at most
+  `layout_at_once` pending lines, behaves as without.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class DualScanner:
         split_budget: float = 0.01,
         blend: str = "cumulative",
         layout_slice: int | None = None,
+        layout_at_once: int = 0,
     ) -> None:
         if blend not in BLENDS:
             raise ValueError(f"blend is one of {BLENDS}: cumulative density, running rates, or Alg. 3 KV split")
@@ -97,6 +99,7 @@ class DualScanner:
         self.window = window
         self.split_budget = split_budget
         self.layout_slice = layout_slice  # work units of layout per call (None: every layout at once)
+        self.layout_at_once = layout_at_once  # a tree of at most this many pending lines is laid out at once
         self._job: LayoutJob | None = None
         self._retired: list[list[TreeRequest]] = []  # replaced orders, let go of a slice per call
         self.layouts = 0  # layouts installed (the bench reports them)
@@ -133,7 +136,7 @@ class DualScanner:
             self._free_retired()
         if self._built_at == self.tree.inserts:
             return
-        if self.layout_slice is None:
+        if self.layout_slice is None or len(self.tree) <= self.layout_at_once:
             self.rebuild()
             return
         if self._job is None:
