@@ -42,6 +42,7 @@ class AppContext:
         else:
             served = [self.settings.model_name] if self.settings.model_name else []
         return tuple(name for model in served for name in self.settings.served_names(model))
+
     # Threads for the handlers' blocking database work: no more than the connections they can get at once.
     limiter: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(8))
 

@@ -7,15 +7,22 @@ moves memory-heavy work to the right, within a recompute budget that keeps >= 99
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import cast
 
 from blendserve.core.sched.prefix_tree import Node, PrefixTree, TreeRequest
 
+STEP_ITEMS = 4096  # children or items looked at per step of a layout done in slices (layout_job.py)
+NODE_UNITS = 8  # what visiting an inner node costs besides its items (a generator, a list, a sort), in items
+
 
 @dataclass
 class SplitPlan:
-    nodes: set[int] = field(default_factory=set)  # id(node) of split nodes
+    # id(node) -> node of split nodes: the plan holds them so that an id cannot be reused by a new node while a
+    # layout done in slices (layout_job.py) still reads the plan
+    nodes: dict[int, Node] = field(default_factory=dict)
     recompute_tokens: int = 0
     budget_tokens: float = 0.0
 
@@ -29,73 +36,168 @@ def req_comp_tokens(req: TreeRequest) -> float:
 def plan_splits(tree: PrefixTree, budget_fraction: float = 0.01) -> SplitPlan:
     """Greedy conditional split: nodes whose children straddle the root's rho, best benefit per recomputed
     token first, while recomputed prefix tokens stay within budget_fraction of the tokens sharing saves."""
-    plan = SplitPlan(budget_tokens=budget_fraction * tree.sharing_saved_tokens())
+    plan = SplitPlan()
+    for _ in plan_splits_steps(tree, plan, budget_fraction):
+        pass
+    return plan
+
+
+def plan_splits_steps(tree: PrefixTree, plan: SplitPlan, budget_fraction: float = 0.01) -> Iterator[int]:
+    """plan_splits() one node at a time, filling `plan`: yields the work done (children looked at) per node, so
+    a caller can stop after a budget and go on later (layout_job.py)."""
+    plan.budget_tokens = budget_fraction * tree.sharing_saved_tokens()
     if plan.budget_tokens <= 0 or tree.root.mem <= 0:
-        return plan
+        return
     target = tree.rho(tree.root)
     candidates = []
     stack = [c for c in tree.root.children.values() if c.children]  # leaves can never be split
     while stack:
         node = stack.pop()
-        stack.extend(c for c in node.children.values() if c.children)
-        if len(node.children) < 2:
+        children = list(node.children.values())
+        # the children's mem at/above and below the target; int 0 + float, as sum() adds
+        hi_mem: float = 0
+        lo_mem: float = 0
+        has_hi = has_lo = False
+        for start in range(0, len(children), STEP_ITEMS):  # a node of 600k children is many steps, not one
+            chunk = children[start : start + STEP_ITEMS]
+            stack.extend(c for c in chunk if c.children)
+            for r, c in _child_rhos(tree, chunk):
+                if r >= target:
+                    hi_mem, has_hi = hi_mem + c.mem, True
+                else:
+                    lo_mem, has_lo = lo_mem + c.mem, True
+            yield len(chunk)
+        if len(children) < 2 or not has_hi or not has_lo:
             continue
-        rhos = _child_rhos(tree, node.children.values())
-        hi = [c for r, c in rhos if r >= target]
-        lo = [c for r, c in rhos if r < target]
-        if not hi or not lo:
-            continue
-        moved = min(sum(c.mem for c in hi), sum(c.mem for c in lo))
+        moved = min(hi_mem, lo_mem)
         cost = node.depth_tokens()
         candidates.append((moved / max(1, cost), cost, node))
-    for _, cost, node in sorted(candidates, key=lambda c: -c[0]):
+    runs = []  # sorted a run of STEP_ITEMS per step and merged (stable, as one sort is)
+    for start in range(0, len(candidates), STEP_ITEMS):
+        runs.append(sorted(candidates[start : start + STEP_ITEMS], key=_by_benefit))
+        yield len(runs[-1])
+    for count, (_, cost, node) in enumerate(heapq.merge(*runs, key=_by_benefit), 1):
+        if count % STEP_ITEMS == 0:
+            yield STEP_ITEMS
         if plan.recompute_tokens + cost > plan.budget_tokens:
             continue
-        plan.nodes.add(id(node))
+        plan.nodes[id(node)] = node
         plan.recompute_tokens += cost
-    return plan
+
+
+def _by_benefit(candidate: tuple[float, int, Node]) -> float:
+    return -candidate[0]
 
 
 def blend_order(tree: PrefixTree, plan: SplitPlan | None = None) -> list[TreeRequest]:
     """Depth-first, children sorted by rho descending; split nodes contribute two items to their parent."""
-    plan = plan or SplitPlan()
-    target = tree.rho(tree.root) if tree.root.mem > 0 else 1.0
     out: list[TreeRequest] = []
-    _emit(tree, tree.root, None, plan, target, out)
+    for _ in blend_order_steps(tree, plan or SplitPlan(), out):
+        pass
     return out
 
 
+def blend_order_steps(tree: PrefixTree, plan: SplitPlan, out: list[TreeRequest]) -> Iterator[int]:
+    """blend_order() one inner node at a time, appending to `out`: yields the work done (items sorted) per node.
+    Between steps the tree may change (layout_job.py): a node is read when the walk reaches it, removed
+    requests are emitted all the same (the scanner skips them) and requests that arrive behind the walk wait
+    for the next layout."""
+    target = tree.rho(tree.root) if tree.root.mem > 0 else 1.0
+    yield from _emit(tree, tree.root, None, plan, target, out)
+
+
 def _items(
-    tree: PrefixTree, node: Node, only: list[Node] | None, own: list[TreeRequest], plan: SplitPlan, target: float
+    tree: PrefixTree,
+    node: Node,
+    only: list[Node] | None,
+    own: list[TreeRequest],
+    splits: dict[int, SplitGroups],
 ) -> list[tuple[float, object]]:
+    """The node's own requests and children (split children as their two groups, from `splits`), by rho."""
     items: list[tuple[float, object]] = []
     cpt = tree.comp_per_token
     for req in own:
         items.append((tree.comp_per_token * req_comp_tokens(req) / req.mem if req.mem else float("inf"), req))
     for child in only if only is not None else node.children.values():
-        if id(child) in plan.nodes:
-            rhos = _child_rhos(tree, child.children.values())
-            hi = [c for r, c in rhos if r >= target]
-            lo = [c for r, c in rhos if r < target]
-            items.append((_group_rho(tree, hi), (child, hi, True)))
-            items.append((_group_rho(tree, lo), (child, lo, False)))
+        groups = splits.get(id(child))
+        if groups is not None:
+            hi, hi_rho, lo, lo_rho = groups
+            items.append((hi_rho, (child, hi, True)))
+            items.append((lo_rho, (child, lo, False)))
         else:
             mem = child.mem
             rho = (child.tok + child.d_sum) * cpt / mem if mem > 0 else float("inf")  # tree.rho, inlined
             items.append((rho, (child, None, True)))
-    items.sort(key=lambda it: -it[0])
+    items.sort(key=_by_rho)
     return items
+
+
+SplitGroups = tuple[list[Node], float, list[Node], float]  # children at/above the target rho, theirs; below, theirs
+
+
+def _split_groups(tree: PrefixTree, node: Node, target: float) -> Generator[int, None, SplitGroups]:
+    """A split node's children at or above the target rho and below it, with each group's rho: a chunk of
+    children per step (a split node may have hundreds of thousands). Sums add in child order, as sum() would."""
+    groups: tuple[list[Node], list[Node]] = ([], [])
+    comp: list[float] = [0, 0]  # int 0 + float, as sum() starts
+    mem: list[float] = [0, 0]
+    children = list(node.children.values())
+    for start in range(0, len(children), STEP_ITEMS):
+        chunk = children[start : start + STEP_ITEMS]
+        for r, c in _child_rhos(tree, chunk):
+            side = 0 if r >= target else 1
+            groups[side].append(c)
+            comp[side] += c.tok + c.d_sum
+            mem[side] += c.mem
+        yield len(chunk)
+    cpt, inf = tree.comp_per_token, float("inf")
+    hi_rho = comp[0] * cpt / mem[0] if mem[0] > 0 else inf
+    lo_rho = comp[1] * cpt / mem[1] if mem[1] > 0 else inf
+    return groups[0], hi_rho, groups[1], lo_rho
+
+
+def _item_runs(
+    tree: PrefixTree, node: Node, only: list[Node] | None, own: list[TreeRequest], plan: SplitPlan, target: float
+) -> Generator[int, None, list[list[tuple[float, object]]]]:
+    """_items() of a node as sorted runs of at most STEP_ITEMS items, one run per step (a single run for all but
+    the widest nodes); merged they are what one sort of all of them gives."""
+    children = list(only if only is not None else node.children.values())
+    splits: dict[int, SplitGroups] = {}
+    if len(own) + len(children) <= STEP_ITEMS:
+        for child in children:
+            if id(child) in plan.nodes:
+                splits[id(child)] = yield from _split_groups(tree, child, target)
+        yield len(own) + len(children) + NODE_UNITS
+        return [_items(tree, node, children, own, splits)]
+    runs = []
+    for start in range(0, len(own), STEP_ITEMS):
+        runs.append(_items(tree, node, [], own[start : start + STEP_ITEMS], splits))
+        yield len(runs[-1])
+    for start in range(0, len(children), STEP_ITEMS):
+        chunk = children[start : start + STEP_ITEMS]
+        for child in chunk:
+            if id(child) in plan.nodes:
+                splits[id(child)] = yield from _split_groups(tree, child, target)
+        runs.append(_items(tree, node, chunk, [], splits))
+        yield len(runs[-1])
+    return runs
+
+
+def _drain(run: list[tuple[float, object]]) -> Iterator[tuple[float, object]]:
+    """A sorted run's items in order, each let go of as it is taken: a wide node's hundreds of thousands of items
+    are freed along the slices that emit them, not all at once in the slice that finishes the node."""
+    run.reverse()
+    while run:
+        yield run.pop()
+
+
+def _by_rho(item: tuple[float, object]) -> float:
+    return -item[0]
 
 
 def _child_rhos(tree: PrefixTree, children) -> list[tuple[float, Node]]:
     cpt, inf = tree.comp_per_token, float("inf")
     return [((c.tok + c.d_sum) * cpt / c.mem if c.mem > 0 else inf, c) for c in children]
-
-
-def _group_rho(tree: PrefixTree, nodes: list[Node]) -> float:
-    mem = sum(n.mem for n in nodes)
-    comp = sum(n.tok + n.d_sum for n in nodes) * tree.comp_per_token
-    return comp / mem if mem > 0 else float("inf")
 
 
 def _emit(
@@ -106,12 +208,19 @@ def _emit(
     target: float,
     out: list[TreeRequest],
     own: bool = True,
-) -> None:
+) -> Iterator[int]:
     if not node.children and only is None:  # a leaf (most nodes): its own requests, nothing to sort
         if own:
             out.extend(node.requests)
         return
-    for _, item in _items(tree, node, only, node.requests if own else [], plan, target):
+    runs = yield from _item_runs(tree, node, only, node.requests if own else [], plan, target)
+    items = runs[0] if len(runs) == 1 else heapq.merge(*map(_drain, runs), key=_by_rho)  # stable, as sort is
+    count = 0
+    for _, item in items:
+        count += 1
+        if count == STEP_ITEMS:
+            yield count
+            count = 0
         if isinstance(item, TreeRequest):
             out.append(item)
             continue
@@ -119,7 +228,7 @@ def _emit(
         if group is None and not child.children:
             out.extend(child.requests)  # a leaf child: no call needed (most of a big tree)
         else:
-            _emit(tree, child, group, plan, target, out, own=carries_own)
+            yield from _emit(tree, child, group, plan, target, out, own=carries_own)
 
 
 def dfs_order(tree: PrefixTree) -> list[TreeRequest]:

@@ -15,6 +15,8 @@ Critical path: a pending request whose own decode time (estimated length x one w
 step can cost) reaches the pending work's time (max of its compute and memory time) starts now, whatever the
 blend says: the schedule cannot end before it does, and a long generation started late is a tail of near-empty,
 weight-bound steps.
+At scale, layouts and a job's re-estimation are done a slice per next_batch call (layout_job.py, reestimation.py):
+no call lays out or re-estimates a million lines at once; below one slice they are done at once.
 
 Contract (not thread-safe: the caller serialises calls; nothing here blocks, sleeps or does I/O):
   add(key, tokens, max_tokens, group=None, payload=None, known_output=None) -> TreeRequest
@@ -46,12 +48,18 @@ import heapq
 import itertools
 from collections.abc import Sequence
 
-from blendserve.core.sched.estimates import reestimate
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
+from blendserve.core.sched.reestimation import ReestimateQueue
 from blendserve.core.sched.scanner import DEFAULT_BLEND, LEFT, RIGHT, DualScanner, Side
 
 RELAYOUT_CHANGE = 0.1  # a job's estimate moving by more than this fraction lays the order out again
+# Work per admission call on a layout or a job's re-estimation larger than that (amortised: each is some tens of
+# ms of one core at 1M pending requests, bench tree); smaller trees and jobs are done at once, as without slices.
+LAYOUT_SLICE = 6_000  # units of layout_job.LayoutJob
+LAYOUT_AT_ONCE = 4096  # pending lines: a layout of a tree this small is ~10-30 ms, done at once
+REESTIMATE_SLICE = 4_000  # pending lines
+REFILE_SLICE = 5_000  # re-estimated lines filed again in the critical-path heap
 
 
 class AdmissionPolicy:
@@ -63,14 +71,22 @@ class AdmissionPolicy:
         probe: int = 4,
         split_budget: float = 0.01,
         tree: PrefixTree | None = None,
+        layout_slice: int | None = LAYOUT_SLICE,
+        reestimate_slice: int | None = REESTIMATE_SLICE,
+        layout_at_once: int = LAYOUT_AT_ONCE,
     ):
         self.tree = tree if tree is not None else PrefixTree(perf)  # a caller may bring a subclass (compact tokens)
-        self.scanner = DualScanner(self.tree, split_budget=split_budget, blend=blend)
+        self.scanner = DualScanner(
+            self.tree, split_budget=split_budget, blend=blend, layout_slice=layout_slice, layout_at_once=layout_at_once
+        )
+        self.reestimates = ReestimateQueue(self.tree, reestimate_slice)
         self.probe = probe
         self.pending: dict[object, TreeRequest] = {}
         self.inflight: dict[object, tuple[TreeRequest, Side]] = {}
         self.inflight_kv = {LEFT: 0.0, RIGHT: 0.0}
-        self.jobs: dict[object, set[TreeRequest]] = {}  # job -> its pending requests
+        # job -> its pending requests, in arrival order: a dict, not a set, so a probe's anchor and the order of a
+        # re-estimate do not depend on object addresses (a set of requests iterated differently run to run)
+        self.jobs: dict[object, dict[TreeRequest, None]] = {}
         self.to_probe: list[object] = []
         self.laid_out_mean: dict[object, float] = {}  # job -> the estimate the current order was built with
         self.observed = 0
@@ -107,10 +123,10 @@ class AdmissionPolicy:
         if req.group is not None:
             members = self.jobs.get(req.group)
             if members is None:
-                members = self.jobs[req.group] = set()
+                members = self.jobs[req.group] = {}
                 if req.known is None and self.probe > 0 and self.tree.lengths.job_stats(req.group) is None:
                     self.to_probe.append(req.group)
-            members.add(req)
+            members[req] = None
 
     def remove(self, key: object) -> bool:
         req = self.pending.pop(key, None)
@@ -124,12 +140,16 @@ class AdmissionPolicy:
         self.pending.pop(req.key, None)
         members = self.jobs.get(req.group) if req.group is not None else None
         if members is not None:
-            members.discard(req)
+            members.pop(req, None)
 
     # ---- admission ------------------------------------------------------------------------------------
 
     def next_batch(self, kv_budget: float, limit: int = 1 << 30) -> list[tuple[TreeRequest, Side]]:
         self.rounds += 1
+        if self.reestimates.waiting:
+            self.reestimates.advance()
+            if not self.reestimates.waiting:  # every queued job's lines carry its new estimate: lay out again
+                self.scanner.invalidate()
         picked: list[tuple[TreeRequest, Side]] = self._critical(limit)
         while self.to_probe and len(picked) < limit:
             picked += self._probe(self.to_probe.pop(0), limit - len(picked))
@@ -146,13 +166,19 @@ class AdmissionPolicy:
         root = self.tree.root
         remaining = max(self.tree.comp(root), root.mem)
         taken: list[tuple[TreeRequest, Side]] = []
+        refiled = 0
         while self.longest and len(taken) < limit:
             neg_d, _, req = self.longest[0]
             if req.node is None or self.pending.get(req.key) is not req:
                 heapq.heappop(self.longest)  # admitted or removed since
                 continue
             if -neg_d != req.d_est:  # re-estimated since it was pushed: file it under its current estimate
+                if max(-neg_d, req.d_est) * self.step_floor < remaining:
+                    break  # not critical by either estimate, nor is any line filed below it: filing can wait
+                if refiled == REFILE_SLICE:
+                    break  # a whole job was re-estimated: go on filing at the next call (amortised)
                 heapq.heapreplace(self.longest, (-req.d_est, next(self._seq), req))
+                refiled += 1
                 continue
             if req.d_est * self.step_floor < remaining:
                 break
@@ -168,9 +194,13 @@ class AdmissionPolicy:
         if not members:
             return []
         first = next(iter(members))
-        anchor = first.node.parent if first.node.parent is not self.tree.root else first.node  # type: ignore[union-attr]
+        node = first.node
+        assert node is not None  # pending: in the tree
+        # its parent's subtree (siblings share its prefix), or its own when it is the root (an empty prompt) or
+        # a child of the root
+        anchor = node.parent if node.parent is not None and node.parent is not self.tree.root else node
         taken: list[tuple[TreeRequest, Side]] = []
-        for req in self.tree.iter_subtree(anchor):  # type: ignore[arg-type]
+        for req in self.tree.iter_subtree(anchor):
             if req.group == group:
                 taken.append((req, LEFT))
                 if len(taken) >= min(limit, self.probe):
@@ -220,8 +250,9 @@ class AdmissionPolicy:
         before = self.laid_out_mean.get(group)
         if before is None or abs(stats.mean - before) > RELAYOUT_CHANGE * max(1.0, before):
             self.laid_out_mean[group] = stats.mean
-            reestimate(self.tree, self.jobs.get(group, ()))
-            self.scanner.invalidate()
+            done = self.reestimates.push(group, self.jobs.get(group, ()))  # else a slice per call (reestimation.py)
+            if done and not self.reestimates.waiting:  # else next_batch lays out once the queue is through
+                self.scanner.invalidate()
 
     def done(self, key: object) -> TreeRequest | None:
         entry = self.inflight.pop(key, None)

@@ -228,6 +228,10 @@ class PrefixTree:
             child = node.children.get(tokens[pos])
             if child is None:
                 return node
+            key = child.key
+            if key is not None and len(key) <= len(tokens) - pos and key == tokens[pos : pos + len(key)]:
+                node, pos = child, pos + len(key)  # a whole edge matched (the request's own path): one compare
+                continue
             edge, off, width = _edge_of(child)
             common = _match_len(edge, off, width, tokens, pos)
             if common < width:

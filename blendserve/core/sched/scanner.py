@@ -17,12 +17,17 @@ Where the paper is silent:
 - cursors meeting: the order is exhausted; both sides draw from what is left between them;
 - the tree changing under the cursors: removed requests (dispatched elsewhere, cancelled) are skipped where they
   stand; new requests make the next call rebuild the order from the pending tree and restart both cursors.
+  With `layout_slice` set (the admission policy sets it), a layout larger than one slice is done a slice per call
+  (layout_job.py) while the cursors go on over the current order, and replaces it when complete; it is finished
+  at once only when the current order has nothing left. A tree laid out within one slice, or of at most
+  `layout_at_once` pending lines, behaves as without.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
+from blendserve.core.sched.layout_job import LayoutJob
 from blendserve.core.sched.ordering import SplitPlan, blend_order, footprint, plan_splits, req_comp_tokens
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
 
@@ -83,7 +88,13 @@ class DualScanner:
     """Two cursors over blend_order(): left takes compute-heavy work, right memory-heavy, each in DFS order."""
 
     def __init__(
-        self, tree: PrefixTree, window: int = 32, split_budget: float = 0.01, blend: str = DEFAULT_BLEND
+        self,
+        tree: PrefixTree,
+        window: int = 32,
+        split_budget: float = 0.01,
+        blend: str = DEFAULT_BLEND,
+        layout_slice: int | None = None,
+        layout_at_once: int = 0,
     ) -> None:
         if blend not in BLENDS:
             raise ValueError(f"blend is one of {BLENDS}: cumulative density, running rates, or Alg. 3 KV split")
@@ -91,6 +102,11 @@ class DualScanner:
         self.tree = tree
         self.window = window
         self.split_budget = split_budget
+        self.layout_slice = layout_slice  # work units of layout per call (None: every layout at once)
+        self.layout_at_once = layout_at_once  # a tree of at most this many pending lines is laid out at once
+        self._job: LayoutJob | None = None
+        self._retired: list[list[TreeRequest]] = []  # replaced orders, let go of a slice per call
+        self.layouts = 0  # layouts installed (the bench reports them)
         self._built_at = -1
         self.order: list[TreeRequest] = []
         self.lo = 0
@@ -103,14 +119,55 @@ class DualScanner:
         self.taken_shares: dict[object, tuple[float, float, float, int]] = {}  # key -> comp, mem, unique, prompt
 
     def rebuild(self) -> None:
+        """Lay the order out again now, whole."""
+        self._job = None
         self.plan = plan_splits(self.tree, self.split_budget)
         self.order = blend_order(self.tree, self.plan)
         self.lo, self.hi = 0, len(self.order) - 1
         self._built_at = self.tree.inserts
+        self.layouts += 1
 
     def invalidate(self) -> None:
-        """Estimates changed (observations came in): lay the pending requests out again on the next call."""
+        """Estimates changed (observations came in): lay the pending requests out again on the next call (a
+        layout in progress read the old estimates: it is dropped)."""
         self._built_at = -1
+        self._job = None
+
+    def _refresh(self) -> None:
+        """Lay out again if requests arrived or estimates changed: whole (no layout_slice), else one slice of a
+        LayoutJob, installed when complete; finished at once when the current order has nothing left."""
+        if self._retired:
+            self._free_retired()
+        if self._built_at == self.tree.inserts:
+            return
+        if self.layout_slice is None or len(self.tree) <= self.layout_at_once:
+            self.rebuild()
+            return
+        if self._job is None:
+            self._job = LayoutJob(self.tree, self.split_budget)
+        self._skip_removed()
+        if not self._job.advance(None if self.lo > self.hi else self.layout_slice):
+            return
+        job, self._job = self._job, None
+        self._retired.append(self.order)  # its last references to lines that left: freed in slices, not here
+        self.plan, self.order = job.plan, job.order
+        self.lo, self.hi = 0, len(job.order) - 1
+        self._built_at = job.started_at
+        self.layouts += 1
+        self._skip_removed()
+        if self.lo > self.hi and self._built_at != self.tree.inserts:
+            self.rebuild()  # requests arrived behind the job and nothing else is left to serve
+
+    def _free_retired(self) -> None:
+        """Drop up to `layout_slice` x 8 references held by replaced orders (cheap decrefs, some frees)."""
+        budget = 8 * (self.layout_slice or 0)
+        while self._retired and budget > 0:
+            old = self._retired[-1]
+            cut = min(budget, len(old))
+            del old[len(old) - cut :]
+            budget -= cut
+            if not old:
+                self._retired.pop()
 
     def remaining(self) -> int:
         return max(0, self.hi - self.lo + 1)
@@ -147,8 +204,7 @@ class DualScanner:
         per-step compute and memory rates of the requests in flight (work / estimated lifetime): KV share is
         a poor proxy for memory time when shared prefixes sit in the cache once, and a short compute-heavy
         request finishes its work long before a long one does (bench numbers in README)."""
-        if self._built_at != self.tree.inserts:
-            self.rebuild()
+        self._refresh()
         self._skip_removed()
         if self.lo > self.hi:
             return []
