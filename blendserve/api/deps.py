@@ -7,11 +7,14 @@ import contextvars
 import functools
 import hashlib
 import hmac
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import orjson
 from fastapi import Depends, Request
 
 from blendserve.config import Settings
@@ -35,12 +38,18 @@ class AppContext:
     dispatcher: Dispatcher | None = None  # None: an API-only server
     planner: Planner | None = None  # with the dispatcher: plans and the dashboard's live view
 
+    # With worker processes: where the dispatching worker publishes the served model's names for the others
+    models_file: SharedNames | None = None
+
     @property
     def model_ids(self) -> tuple[str, ...]:
         """The model names this server answers to now (the runtime's and its aliases); empty: not known yet,
-        any name is accepted. Read on every call: a remote runtime names its model only once it is up."""
+        any name is accepted. Read on every call: a remote runtime names its model only once it is up. A worker
+        that does not dispatch reads what the dispatching worker published."""
         if self.dispatcher is not None:
             served = self.dispatcher.model_ids
+        elif self.models_file is not None and (published := self.models_file.read()):
+            served = list(published)
         else:
             served = [self.settings.model_name] if self.settings.model_name else []
         return tuple(name for model in served for name in self.settings.served_names(model))
@@ -58,6 +67,31 @@ class AppContext:
         a tenth of the event loop's CPU under bench/load.py). A cancelled caller does not stop fn."""
         call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self.threads, call)
+
+
+class SharedNames:
+    """A short list of names in a file, written atomically by one process and read by others (re-read only when
+    the file changed). The dispatching worker publishes the served model's names here for the API workers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[float, tuple[str, ...]] = (-1.0, ())
+
+    def read(self) -> tuple[str, ...]:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            return ()
+        if mtime != self._seen[0]:
+            self._seen = (mtime, tuple(orjson.loads(self.path.read_bytes())))
+        return self._seen[1]
+
+    def write(self, names: list[str]) -> None:
+        if self.read() == tuple(names):
+            return
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}")
+        tmp.write_bytes(orjson.dumps(names))
+        tmp.replace(self.path)
 
 
 def owner_for_key(key: str) -> str:
