@@ -75,15 +75,16 @@ class SharedNames:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._seen: tuple[float, tuple[str, ...]] = (-1.0, ())
+        self._seen: tuple[tuple[int, int, int], tuple[str, ...]] = ((-1, -1, -1), ())
 
     def read(self) -> tuple[str, ...]:
         try:
-            mtime = self.path.stat().st_mtime
+            st = self.path.stat()
         except FileNotFoundError:
             return ()
-        if mtime != self._seen[0]:
-            self._seen = (mtime, tuple(orjson.loads(self.path.read_bytes())))
+        version = (st.st_ino, st.st_mtime_ns, st.st_size)  # each write replaces the file: a new inode
+        if version != self._seen[0]:
+            self._seen = (version, tuple(orjson.loads(self.path.read_bytes())))
         return self._seen[1]
 
     def write(self, names: list[str]) -> None:
