@@ -2,20 +2,23 @@
 prints p50/p99/max and errors per operation (retrieve, list, create).
 
     .venv/bin/python bench/load.py [--clients 200] [--duration 60] [--database-url postgresql://...]
-                                   [--url http://127.0.0.1:8000] [--procs 2] [--think-s 0]
+                                   [--workers 1] [--url http://127.0.0.1:8000] [--procs 2] [--think-s 0]
 
 Without --url it starts its own server (API only, `--runtime none`, so the numbers are the API and the database,
 not a model) on a free loopback port and stops it at the end. Each client is a closed loop (next request when
 the last one answered, after --think-s): retrieve a batch, list batches (limit 20), or create a batch from a
 small uploaded file, by --mix weights. Bounded: every request has a timeout (counted as an error), the run
-stops at --duration, and --max-requests caps the total. Clients are spread over --procs processes so the load
-generator is not one busy event loop; it shares the machine's cores with the server (say so with the figures).
+stops at --duration, and --max-requests caps the total. Clients are spread over --procs processes (uvloop when
+installed) so the load generator is not one busy event loop; it shares the machine's cores with the server, so
+the report says what it cost: the server's CPU (all its worker processes), the clients' CPU, and the load average
+before and after the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import random
@@ -127,9 +130,17 @@ async def _proc_main(args, url, file_id, ids, clients, seed) -> list[tuple[str, 
     return out
 
 
-def _run_proc(payload) -> list[tuple[str, float, bool]]:
+def _run_proc(payload) -> tuple[list[tuple[str, float, bool]], float]:
+    """One client process: its samples and the CPU seconds it used."""
     args, url, file_id, ids, clients, seed = payload
-    return asyncio.run(_proc_main(args, url, file_id, ids, clients, seed))
+    cpu = time.process_time()
+    try:
+        import uvloop
+
+        samples = uvloop.run(_proc_main(args, url, file_id, ids, clients, seed))
+    except ImportError:
+        samples = asyncio.run(_proc_main(args, url, file_id, ids, clients, seed))
+    return samples, time.process_time() - cpu
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -153,10 +164,32 @@ def report(samples: list[tuple[str, float, bool]], duration: float) -> None:
         print(f"{op:10s} {n:9d} {errors:7d} {n / duration:7.1f} {p50:8.1f} {p99:8.1f} {mx:8.1f}")
 
 
+def _stat(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its reaped children (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process, its live descendants (the server's worker processes) and its reaped
+    children (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):  # exited meanwhile
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += sum(int(x) for x in _stat(current)[11:15])
+        except OSError:
+            continue
+        todo += children.get(current, [])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def main() -> None:
@@ -166,6 +199,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--procs", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1, help="API worker processes of the server started here")
     ap.add_argument("--think-s", type=float, default=0.0, help="mean pause between a client's requests")
     ap.add_argument("--mix", type=float, nargs=3, default=[0.6, 0.35, 0.05], metavar=("RETRIEVE", "LIST", "CREATE"))
     ap.add_argument("--batches", type=int, default=50, help="batches created before the run")
@@ -178,7 +212,7 @@ def main() -> None:
         try:
             url = args.url
             if url is None:
-                env = dict(kv.split("=", 1) for kv in args.server_env)
+                env = {"BLENDSERVE_WORKERS": str(args.workers), **dict(kv.split("=", 1) for kv in args.server_env)}
                 if args.database_url:
                     env["BLENDSERVE_DATABASE_URL"] = args.database_url
                 server = ServerProcess(Path(tmp) / "data", runtime="none", env=env).start()
@@ -187,23 +221,34 @@ def main() -> None:
             file_id, ids = _setup(url, args.batches)
             shares = [args.clients // args.procs + (i < args.clients % args.procs) for i in range(args.procs)]
             payloads = [(args, url, file_id, ids, n, i) for i, n in enumerate(shares)]
+            load_before = _load()
             cpu_before = _cpu_seconds(server.proc.pid) if server else None
             started = time.monotonic()
             with mp.get_context("spawn").Pool(args.procs) as pool:
-                samples = [s for part in pool.map(_run_proc, payloads) for s in part]
+                parts = pool.map(_run_proc, payloads)
             elapsed = time.monotonic() - started
             server_cpu = _cpu_seconds(server.proc.pid) - cpu_before if server else None
+            load_after = _load()
+            samples = [s for part, _ in parts for s in part]
+            client_cpu = sum(cpu for _, cpu in parts)
         finally:
             if server is not None:
                 server.stop()
     db = "postgres" if args.database_url and "postgres" in args.database_url else "sqlite"
-    print(f"{args.clients} clients, {elapsed:.0f} s, {args.procs} client processes, think {args.think_s} s, {db}")
+    workers = f"{args.workers} API worker(s)" if server is not None else args.url
+    run = f"{args.clients} clients, {elapsed:.0f} s, {args.procs} client processes, think {args.think_s} s"
+    print(f"{run}, {db}, {workers}")
     report(samples, elapsed)
     if server_cpu is not None:  # the server's own cost, which other load on the machine does not inflate much
         print(
             f"server CPU: {server_cpu:.1f} s = {server_cpu / elapsed:.0%} of a core, "
             f"{1000 * server_cpu / len(samples):.2f} ms per request"
         )
+    print(
+        f"client CPU: {client_cpu:.1f} s = {client_cpu / elapsed:.0%} of a core, "
+        f"{1000 * client_cpu / len(samples):.2f} ms per request"
+    )
+    print(f"machine: {os.cpu_count()} cores; before the run {load_before}; after {load_after}")
 
 
 if __name__ == "__main__":

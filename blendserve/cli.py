@@ -12,32 +12,23 @@ from blendserve import logs
 from blendserve.config import Settings
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The Settings fields given on the command line (they win over the environment)."""
+    fields = ("database_url", "data_dir", "runtime", "model_path", "workers", "log_level")
+    return {k: v for k in fields if (v := getattr(args, k, None)) is not None}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {
-        k: v
-        for k, v in {
-            "database_url": getattr(args, "database_url", None),
-            "data_dir": getattr(args, "data_dir", None),
-            "runtime": getattr(args, "runtime", None),
-            "model_path": getattr(args, "model_path", None),
-        }.items()
-        if v is not None
-    }
-    return Settings(**overrides)
+    return Settings(**_overrides(args))  # type: ignore[arg-type]  # validated by pydantic
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    logs.configure(settings.log_format, args.log_level.upper())  # first: importing the app already logs
+    logs.configure(settings.log_format, settings.log_level.upper())  # first: importing the app already logs
 
-    import uvicorn
+    from blendserve.api.workers import serve
 
-    from blendserve.api.app import create_app
-    from blendserve.core.wiring import dispatcher_factory
-
-    app = create_app(settings, dispatcher_factory(settings))
-    # log_config=None: uvicorn's loggers go through the root handler, in our format, with the request id
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, log_config=None)
+    serve(settings, _overrides(args), args.host, args.port)
     return 0
 
 
@@ -54,7 +45,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_openapi(args: argparse.Namespace) -> int:
     from blendserve.api.app import create_app
 
-    spec = create_app(Settings(dispatcher=False), None, migrate=False).openapi()
+    spec = create_app(Settings(dispatcher=False), None, prepare=False).openapi()
     text = json.dumps(spec, indent=2, sort_keys=True) + "\n"
     if args.out == "-":
         sys.stdout.write(text)
@@ -86,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path)
     serve.add_argument("--runtime", choices=["local", "simulated", "sglang-http", "sglang-engine", "none"])
     serve.add_argument("--model-path")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-level", help="default: BLENDSERVE_LOG_LEVEL or info")
+    serve.add_argument("--workers", type=int, help="API worker processes, one of them dispatches (default 1)")
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser("migrate", help="apply database migrations (alembic upgrade head)")

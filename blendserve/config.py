@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     chat_template: str | None = None  # sglang-engine: a .jinja file, as SGLang's --chat-template
     gpu: str = "h100"  # perf-model preset for simulated/sglang runtimes
 
+    # API worker processes on one port (`serve --workers`); one of them dispatches (docs/ARCHITECTURE.md)
+    workers: int = 1
+    # Set by `serve --workers` for its worker processes, not by hand: the worker holding a flock on this file
+    # dispatches, and publishes the served model's names next to it for the others.
+    worker_lock_file: Path | None = None
+    log_level: str = "info"  # `serve --log-level` overrides
     api_threads: int = 8  # threads for the API handlers' database calls (bench/load.py, Postgres: 2 slower, 8 = 32)
     dispatcher: bool = True
     lease_seconds: float = 15.0

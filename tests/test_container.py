@@ -45,7 +45,7 @@ def test_dockerfile_is_multistage_nonroot_with_a_liveness_healthcheck():
     assert DOCKERFILE.index("USER ") < DOCKERFILE.index("\nCMD ")
     health = re.search(r"^HEALTHCHECK .*?\n(?:.*\\\n)*.*$", DOCKERFILE, re.M | re.S)
     assert health and "/healthz" in DOCKERFILE[health.start() :]
-    assert "/healthz" in create_app(Settings(dispatcher=False), None, migrate=False).openapi()["paths"]
+    assert "/healthz" in create_app(Settings(dispatcher=False), None, prepare=False).openapi()["paths"]
     port = re.search(r"^EXPOSE (\d+)", DOCKERFILE, re.M)
     assert port and f'"--port", "{port.group(1)}"' in DOCKERFILE
 

@@ -13,9 +13,9 @@ from blendserve.api.schemas import (
     BatchPlan,
     CreateBatchBody,
     ErrorEnvelope,
-    as_json,
-    batch_object,
-    list_page,
+    batch_dict,
+    batch_page,
+    json_response,
 )
 from blendserve.core import batches, plan
 
@@ -52,24 +52,23 @@ async def create_batch(ctx: Ctx, owner: Owner, body: CreateBatchBody):
     )
     if ctx.dispatcher is not None:
         ctx.dispatcher.wake()
-    return as_json(batch_object(row))
+    return json_response(batch_dict(row))
 
 
-def _batch_page(ctx: Ctx, owner: str, limit: int, after: str | None) -> BatchList:
-    rows, has_more = batches.list_batches(ctx.db, owner, limit, after)
-    return list_page(BatchList, [batch_object(r) for r in rows], has_more)
+def _batch_page(ctx: Ctx, owner: str, limit: int, after: str | None) -> dict:
+    return batch_page(*batches.list_batches(ctx.db, owner, limit, after))
 
 
 @router.get("", response_model=BatchList)
 async def list_batches(
     ctx: Ctx, owner: Owner, limit: Annotated[int, Query(ge=1, le=100)] = 20, after: str | None = None
 ):
-    return as_json(await ctx.run(_batch_page, ctx, owner, limit, after))
+    return json_response(await ctx.run(_batch_page, ctx, owner, limit, after))
 
 
 @router.get("/{batch_id}", response_model=BatchObject)
 async def retrieve_batch(ctx: Ctx, owner: Owner, batch_id: str):
-    return as_json(batch_object(await ctx.run(batches.get_batch, ctx.db, owner, batch_id)))
+    return json_response(batch_dict(await ctx.run(batches.read_batch, ctx.db, owner, batch_id)))
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchObject)
@@ -77,7 +76,7 @@ async def cancel_batch(ctx: Ctx, owner: Owner, batch_id: str):
     row = await ctx.run(batches.cancel_batch, ctx.db, ctx.blobs, owner, batch_id)
     if ctx.dispatcher is not None:
         ctx.dispatcher.wake()
-    return as_json(batch_object(row))
+    return json_response(batch_dict(row))
 
 
 @router.get("/{batch_id}/plan", response_model=BatchPlan, response_model_exclude_none=True)

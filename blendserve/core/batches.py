@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
+from sqlalchemy import Row
 
 from blendserve.core import ids, lifecycle, webhooks
 from blendserve.core.errors import Conflict, InvalidRequest, NotFound
@@ -258,10 +260,19 @@ def get_batch(db: Database, owner: str, batch_id: str) -> Batch:
     return batch
 
 
-def list_batches(db: Database, owner: str, limit: int, after: str | None) -> tuple[list[Batch], bool]:
-    """The owner's batches, newest first, after the batch `after` (keyset); and whether more follow."""
-    with db.transaction() as s:
-        return repo.list_batches(s, owner, limit, after)
+def read_batch(db: Database, owner: str, batch_id: str) -> Row[Any]:
+    """get_batch for the API's retrieve: a plain row with Batch's column names (no ORM object); NotFound (404)."""
+    with db.reading() as connection:
+        batch = repo.read_batch(connection, owner, batch_id)
+    if batch is None:
+        raise NotFound(f"No such Batch object: {batch_id}", param="batch_id", code="batch_not_found")
+    return batch
+
+
+def list_batches(db: Database, owner: str, limit: int, after: str | None) -> tuple[list[Row[Any]], bool]:
+    """The owner's batches as rows, newest first, after the batch `after` (keyset); and whether more follow."""
+    with db.reading() as connection:
+        return repo.page_batches(connection, owner, limit, after)
 
 
 def cancel_batch(db: Database, blobs: BlobStore, owner: str, batch_id: str) -> Batch:

@@ -1,10 +1,12 @@
-"""Queries over File, Batch and BatchRequest. Every function takes the caller's Session (its transaction)."""
+"""Queries over File, Batch and BatchRequest. Every function takes the caller's Session (its transaction), or for the
+API's hot reads a Connection (db.reading())."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
-from sqlalchemy import CursorResult, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, CursorResult, Row, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from blendserve.store.models import Batch, BatchRequest, File
@@ -58,8 +60,27 @@ def get_batch(session: Session, owner: str, batch_id: str) -> Batch | None:
     return row if row is not None and row.owner == owner else None
 
 
-def list_batches(session: Session, owner: str, limit: int, after: str | None) -> tuple[list[Batch], bool]:
-    return _page(session, Batch, owner, limit, after, True)
+# Core reads for the API's hot paths (retrieve, list): plain rows whose attributes are Batch's column names.
+_BATCHES = Batch.__table__
+
+
+def read_batch(connection: Connection, owner: str, batch_id: str) -> Row[Any] | None:
+    """The owner's batch as a row (attributes named as Batch's columns), or None."""
+    stmt = select(_BATCHES).where(_BATCHES.c.id == batch_id, _BATCHES.c.owner == owner)
+    return connection.execute(stmt).first()
+
+
+def page_batches(connection: Connection, owner: str, limit: int, after: str | None) -> tuple[list[Row[Any]], bool]:
+    """list_batches as rows: newest first, keyset on (created_ns, id) after the owner's batch `after` (an
+    unknown or foreign `after` is ignored, as list_batches does); and whether more follow."""
+    c = _BATCHES.c
+    stmt = select(_BATCHES).where(c.owner == owner)
+    if after:
+        anchor = connection.execute(select(c.created_ns).where(c.id == after, c.owner == owner)).first()
+        if anchor is not None:
+            stmt = stmt.where(tuple_(c.created_ns, c.id) < tuple_(anchor.created_ns, after))
+    rows = list(connection.execute(stmt.order_by(c.created_ns.desc(), c.id.desc()).limit(limit + 1)))
+    return rows[:limit], len(rows) > limit
 
 
 def batches_with_status(session: Session, statuses: Sequence[str]) -> list[Batch]:

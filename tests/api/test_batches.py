@@ -119,3 +119,35 @@ async def test_rows_persisted_one_per_line(client, settings):
     assert [r.custom_id for r in rows] == [f"req-{i}" for i in range(7)]
     assert [r.line for r in rows] == [1, 2, 3, 6, 7, 8, 9]
     assert all(r.status == "pending" for r in rows)
+
+
+async def test_retrieve_and_list_match_the_pydantic_model(client, settings):
+    """Retrieve and list build the wire dict directly (schemas.batch_dict, from a Core row); the pydantic
+    BatchObject built from the ORM row is the reference: same keys, same order, same values."""
+    from blendserve.api.schemas import BatchList, BatchObject, batch_object
+    from blendserve.store.db import Database
+    from blendserve.store.models import Batch
+
+    ok = (await upload_batch(client, [chat_line(i) for i in range(3)], metadata={"job": "x", "ünï": "cödé"})).json()
+    file = (await upload(client, to_jsonl([chat_line(0)]) + b"not json\n")).json()
+    body = {"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}
+    failed = (await client.post("/v1/batches", json=body)).json()
+    assert failed["status"] == "failed" and failed["errors"]["data"]
+    to_cancel = (await upload_batch(client, [chat_line(0)])).json()["id"]
+    cancelled = (await client.post(f"/v1/batches/{to_cancel}/cancel")).json()
+    db = Database(settings.resolved_database_url())
+    try:
+        with db.transaction() as s:
+            reference = {b.id: batch_object(b).model_dump(mode="json") for b in s.query(Batch)}
+    finally:
+        db.dispose()
+    assert set(reference) == {ok["id"], failed["id"], cancelled["id"]}
+    for batch_id, expected in reference.items():
+        got = await client.get(f"/v1/batches/{batch_id}")
+        assert got.content.decode() == BatchObject(**expected).model_dump_json()  # byte for byte
+    listing = (await client.get("/v1/batches", params={"limit": 2})).json()
+    assert BatchList.model_validate(listing).model_dump(mode="json") == listing and listing["has_more"] is True
+    assert listing["data"] == [reference[cancelled["id"]], reference[failed["id"]]]
+    rest = (await client.get("/v1/batches", params={"after": listing["last_id"]})).json()
+    assert [b["id"] for b in listing["data"] + rest["data"]] == [cancelled["id"], failed["id"], ok["id"]]
+    assert rest["has_more"] is False and rest["first_id"] == rest["data"][0]["id"]

@@ -12,7 +12,7 @@ COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 
 
 def test_committed_schema_matches_app():
-    live = create_app(Settings(dispatcher=False), None, migrate=False).openapi()
+    live = create_app(Settings(dispatcher=False), None, prepare=False).openapi()
     committed = json.loads(COMMITTED.read_text())
     assert committed == json.loads(json.dumps(live)), "run `blendserve openapi` and commit openapi/openapi.json"
 
