@@ -80,6 +80,8 @@ class LineRunner:
         self.on_done = on_done  # wakes the loop: a slot is free
         self.running: dict[int, asyncio.Task[None]] = {}
         self.rids: dict[int, str] = {}  # the runtime request id of each line's current attempt
+        self._requeued: set[int] = set()  # cancelled to run again (lost worker), not because their batch ended
+        self._stopping = False
 
     def __len__(self) -> int:
         return len(self.running)
@@ -94,17 +96,32 @@ class LineRunner:
         task = self.running.get(row_id)
         if task is not None:
             task.cancel()
+        self.abort_rid(row_id)
+
+    def requeue(self, row_ids: list[int]) -> None:
+        """Take these lines off the runtime and run them again (their worker was lost, perhaps hung: waiting for
+        it could take until their deadlines). Not their fault: no attempt is spent. A line that lands first stays
+        landed; the store takes one result per line."""
+        for row_id in row_ids:
+            task = self.running.get(row_id)
+            if task is not None and not task.done():
+                self._requeued.add(row_id)
+                task.cancel()
+                self.abort_rid(row_id)
+
+    def abort_rid(self, row_id: int) -> None:
         rid = self.rids.pop(row_id, None)
         if rid is not None:
             asyncio.create_task(self._abort_on_runtime(rid), name=f"abort-{rid}")
 
     async def _abort_on_runtime(self, rid: str) -> None:
         try:
-            await self.runtime.abort([rid])
+            await asyncio.wait_for(self.runtime.abort([rid]), ABORT_TIMEOUT_S)  # the worker may be the hung one
         except Exception as exc:  # best effort: the runtime also drops requests whose client went away
             log.warning("abort of %s on the runtime failed: %s", rid, exc)
 
     async def stop(self) -> None:
+        self._stopping = True  # rows left in flight go back to pending when the next holder takes over
         for task in list(self.running.values()):
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)
@@ -162,8 +179,12 @@ class LineRunner:
             await self._land(entry, outcome, time.monotonic() - started)
             self.pending.drop(row.id)
         except asyncio.CancelledError:
-            self.pending.drop(row.id)
-            raise
+            if row.id not in self._requeued or self._stopping:
+                self.pending.drop(row.id)
+                raise
+            self.stats.line_done(LineEvent("requeued", time.monotonic() - started, 0.0))
+            await self.dbw.run(ds.return_to_pending, self.dbw.db, row.id, refund_attempt=True)
+            self.pending.requeue(entry)
         except UnsupportedParameter as exc:
             code = getattr(exc, "code", LineErrorCode.UNSUPPORTED_PARAMETER)
             body = error_body(str(exc), exc.param, code=code)
@@ -172,6 +193,7 @@ class LineRunner:
         except Exception as exc:  # runtime errors and timeouts: retry with backoff, then a per-line error
             await self._retry_or_fail(entry, attempt, exc, time.monotonic() - started)
         finally:
+            self._requeued.discard(row.id)
             self.pending.finished(entry)
             self.running.pop(row.id, None)
             self.rids.pop(row.id, None)
