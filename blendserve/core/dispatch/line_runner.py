@@ -1,4 +1,4 @@
-"""Runs dispatched lines on the runtime; each outcome lands in its own transaction.
+"""Runs dispatched lines on the runtime; outcomes land in group commits (result_sink.py).
 
 A line that fails anywhere fails alone: runtime errors are retried with backoff (a new rid per attempt) and
 then written as a per-line error (`runtime_error`, or `request_timeout` when the line outlived its deadline);
@@ -26,6 +26,7 @@ from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.db_worker import DbWorker
 from blendserve.core.dispatch.health import RuntimeHealth
 from blendserve.core.dispatch.pending import Entry, PendingSet
+from blendserve.core.dispatch.result_sink import ResultSink
 from blendserve.core.dispatch.stats import DispatchStats, LineEvent
 from blendserve.core.openai_format import embedding_body, error_body, response_body
 from blendserve.core.runtime.base import (
@@ -76,6 +77,7 @@ class LineRunner:
         health: RuntimeHealth,
     ) -> None:
         self.dbw, self.runtime, self.config, self.pending, self.stats = dbw, runtime, config, pending, stats
+        self.sink = ResultSink(dbw)  # results land in group commits
         self.health = health
         self.on_done = on_done  # wakes the loop: a slot is free
         self.running: dict[int, asyncio.Task[None]] = {}
@@ -132,17 +134,17 @@ class LineRunner:
         """The line failed: its response carries the error envelope with the HTTP status it would have had, or
         (no HTTP answer at all, like a timeout) the output line's top-level `error` says why. `seconds`: how long
         it spent on the runtime (for the metrics)."""
-        landed = await self.dbw.run(
-            ds.record_result,
-            self.dbw.db,
-            row.id,
-            row.batch_id,
-            ok=False,
-            response_json=orjson.dumps(body).decode() if body is not None else None,
-            status_code=status_code,
-            error_json=orjson.dumps(error).decode() if error is not None else None,
-            request_id=ids.request_id(),
-            finished_at=ids.now_precise(),
+        landed = await self.sink.land(
+            ds.LineResult(
+                row.id,
+                row.batch_id,
+                ok=False,
+                response_json=orjson.dumps(body).decode() if body is not None else None,
+                status_code=status_code,
+                error_json=orjson.dumps(error).decode() if error is not None else None,
+                request_id=ids.request_id(),
+                finished_at=ids.now_precise(),
+            )
         )
         if landed:
             self.stats.line_done(LineEvent("failed", seconds, 0.0))
@@ -154,7 +156,7 @@ class LineRunner:
             embedded = await self._within(self.runtime.embed(entry.params), self.config.request_timeout_s, rid)
             return Outcome(embedding_body(name, entry.params, embedded), embedded.prompt_tokens, 0, 0)
         lane = None if entry.lane is None else str(entry.lane)
-        request = GenerateRequest(rid, tuple(entry.tokens), entry.params, route=lane)
+        request = GenerateRequest(rid, entry.tokens, entry.params, route=lane)
         result = await self._within(self.runtime.generate(request), self.runtime.deadline_s(request), rid)
         echoed = orjson.loads(entry.row.body) if entry.row.endpoint == "/v1/responses" else None
         body = response_body(entry.row.endpoint, name, result, echoed)
@@ -201,20 +203,20 @@ class LineRunner:
 
     async def _land(self, entry: Entry, outcome: Outcome, seconds: float) -> None:
         row = entry.row
-        landed = await self.dbw.run(
-            ds.record_result,
-            self.dbw.db,
-            row.id,
-            row.batch_id,
-            ok=True,
-            response_json=orjson.dumps(outcome.body).decode(),
-            status_code=200,
-            error_json=None,
-            request_id=ids.request_id(),
-            finished_at=ids.now_precise(),
-            prompt_tokens=outcome.prompt_tokens,
-            cached_tokens=outcome.cached_tokens,
-            completion_tokens=outcome.completion_tokens,
+        landed = await self.sink.land(
+            ds.LineResult(
+                row.id,
+                row.batch_id,
+                ok=True,
+                response_json=orjson.dumps(outcome.body).decode(),
+                status_code=200,
+                error_json=None,
+                request_id=ids.request_id(),
+                finished_at=ids.now_precise(),
+                prompt_tokens=outcome.prompt_tokens,
+                cached_tokens=outcome.cached_tokens,
+                completion_tokens=outcome.completion_tokens,
+            )
         )
         if landed:
             perf = self.runtime.info.perf

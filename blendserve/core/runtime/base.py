@@ -63,7 +63,7 @@ class EmbedResult:
 @dataclass(frozen=True)
 class GenerateRequest:
     rid: str  # unique among requests in flight (row id + attempt); copies of an n>1 request run as rid.0, rid.1..
-    input_ids: tuple[int, ...]
+    input_ids: Sequence[int]  # the int32 array the tree restored (read only): no per-token copy per dispatch
     params: SamplingParams
     route: str | None = None  # many workers: the lane (routing key) the request's subtree is pinned to
 
