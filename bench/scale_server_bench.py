@@ -1,7 +1,8 @@
-"""The whole server at scale: accept B batches x L chat lines (~4k tokens each with the simulated runtime's byte
+"""The whole server at scale: accept B batches x L chat lines (~3.8k tokens each with the simulated runtime's byte
 tokenizer: a 3,000-character system prompt per batch plus a ~1,000-character unique question), let the
 dispatcher load every pending line into the tree while the runtime is held shut (so all of them are pending at
 once), print RSS, then open the runtime (instant answers) and print the dispatch rate over a fixed window.
+Accept and load times leave out the bench's own JSONL generation.
 
     .venv/bin/python bench/scale_server_bench.py --batches 1 --lines 50000 [--dispatch-seconds 60]
     .venv/bin/python bench/scale_server_bench.py --batches 20 --lines 50000       # 1M pending (long)
