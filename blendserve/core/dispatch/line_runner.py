@@ -83,6 +83,7 @@ class LineRunner:
         self.running: dict[int, asyncio.Task[None]] = {}
         self.rids: dict[int, str] = {}  # the runtime request id of each line's current attempt
         self._requeued: set[int] = set()  # cancelled to run again (lost worker), not because their batch ended
+        self._landing: set[int] = set()  # answered, being written: never taken back for a requeue
         self._stopping = False
 
     def __len__(self) -> int:
@@ -106,7 +107,7 @@ class LineRunner:
         landed; the store takes one result per line."""
         for row_id in row_ids:
             task = self.running.get(row_id)
-            if task is not None and not task.done():
+            if task is not None and not task.done() and row_id not in self._landing:  # answered: let it land
                 self._requeued.add(row_id)
                 task.cancel()
                 self.abort_rid(row_id)
@@ -178,6 +179,7 @@ class LineRunner:
         try:
             outcome = await self._execute(entry, rid)
             self.health.record_success()
+            self._landing.add(row.id)
             await self._land(entry, outcome, time.monotonic() - started)
             self.pending.drop(row.id)
         except asyncio.CancelledError:
@@ -196,6 +198,7 @@ class LineRunner:
             await self._retry_or_fail(entry, attempt, exc, time.monotonic() - started)
         finally:
             self._requeued.discard(row.id)
+            self._landing.discard(row.id)
             self.pending.finished(entry)
             self.running.pop(row.id, None)
             self.rids.pop(row.id, None)

@@ -6,9 +6,9 @@ with `--policy consistent_hashing`), so lane i IS worker i: no two lanes share a
 budget is its own worker's. Membership comes from the gateway's /workers, polled about once a second. A worker
 added: one more lane; other lanes keep their keys unless the newcomer's ring points now sit in front of them
 (then that lane gets a fresh key for the same worker). A worker lost (dead, or hung: smg's health check times
-out): its lane goes; the lines in flight on it are handed back (`lost_lanes`) so the loop can requeue them at
-once instead of waiting out their deadlines on a worker that may never answer. The store lands each line once
-(dispatch_queries.record_result), whichever worker answers."""
+out): its lane goes; `refresh()` returns it so the loop can requeue the lines in flight on it at once instead
+of waiting out their deadlines on a worker that may never answer. The store lands each line once
+(dispatch_queries.record_results), whichever worker answers."""
 
 from __future__ import annotations
 
