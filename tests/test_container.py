@@ -58,9 +58,10 @@ def test_compose_wires_postgres_workers_gateway_and_server():
     for name in workers:
         assert "--schedule-policy fcfs" in services[name]["command"]
     smg = services["smg"]["command"]
-    assert "smg launch" in smg and "--policy manual" in smg
+    assert "smg launch" in smg and "--policy consistent_hashing" in smg  # lanes minted on its ring
     for name in workers:
         assert f"http://{name}:30000" in smg
     env = services["blendserve"]["environment"]
     assert "@postgres:5432/" in env["BLENDSERVE_DATABASE_URL"]
     assert env["BLENDSERVE_SGLANG_URL"].startswith("http://smg:")
+    assert env["BLENDSERVE_RUNTIME"] == "sglang-gateway"  # lanes per worker (an sglang-http runtime sends no keys)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import secrets
 import struct
+from collections.abc import Sequence
 
 from blendserve.core import ids
 from blendserve.core.responses_format import response_object, to_chat_body
@@ -188,7 +189,7 @@ def to_embed(body: dict, tokenizer: Tokenizer, info: ModelInfo) -> tuple[list[in
         raise UnsupportedParameter("input must be a string, token ids, or a list of up to 2048 of them.", param="input")
     inputs = []
     for item in raw:
-        ids = tokenizer.encode_text(item) if isinstance(item, str) else item
+        ids = list(tokenizer.encode_text(item)) if isinstance(item, str) else item
         if not isinstance(ids, list) or not ids or not all(isinstance(t, int) and t >= 0 for t in ids):
             raise UnsupportedParameter("Each input must be a non-empty string or list of token ids.", param="input")
         if len(ids) > info.max_context_tokens:
@@ -215,7 +216,7 @@ def embedding_body(model: str, params: EmbedParams, result: EmbedResult) -> dict
     }
 
 
-def _prompt_ids(prompt: object, tokenizer: Tokenizer) -> list[int]:
+def _prompt_ids(prompt: object, tokenizer: Tokenizer) -> Sequence[int]:
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], (str, list)):
         prompt = prompt[0]  # a one-element list of prompts is one prompt
     if isinstance(prompt, str):

@@ -1,5 +1,5 @@
-"""The dispatcher's reads and writes. Each result is its own short transaction; a result lands only while its
-row is still in_flight, so a late answer after cancel/expiry/recovery can never write a line twice."""
+"""The dispatcher's reads and writes. Results land in group commits (record_results); a result lands only while
+its row is still in_flight, so a late answer after cancel/expiry/recovery can never write a line twice."""
 
 from __future__ import annotations
 
@@ -114,51 +114,74 @@ _FINISH_ROW = (
         finished_at=bindparam("at"),
     )
 )
-_USAGE = dict(
-    input_tokens=Batch.input_tokens + bindparam("p_tok"),
-    cached_tokens=Batch.cached_tokens + bindparam("c_tok"),
-    output_tokens=Batch.output_tokens + bindparam("o_tok"),
+_BUMP = (
+    update(Batch)
+    .where(Batch.id == bindparam("batch"))
+    .values(
+        completed=Batch.completed + bindparam("ok_n"),
+        failed=Batch.failed + bindparam("fail_n"),
+        input_tokens=Batch.input_tokens + bindparam("p_tok"),
+        cached_tokens=Batch.cached_tokens + bindparam("c_tok"),
+        output_tokens=Batch.output_tokens + bindparam("o_tok"),
+    )
 )
-_BUMP_OK = update(Batch).where(Batch.id == bindparam("batch")).values(completed=Batch.completed + 1, **_USAGE)
-_BUMP_FAIL = update(Batch).where(Batch.id == bindparam("batch")).values(failed=Batch.failed + 1, **_USAGE)
 
 
-def record_result(
-    db: Database,
-    row_id: int,
-    batch_id: str,
-    *,
-    ok: bool,
-    response_json: str | None,
-    status_code: int | None,
-    error_json: str | None,
-    request_id: str,
-    finished_at: float,
-    prompt_tokens: int = 0,
-    cached_tokens: int = 0,
-    completion_tokens: int = 0,
-) -> bool:
-    """Write one finished line and bump the batch's counts and usage, in one transaction. Only a row still
-    unfinished (in_flight, or pending for a line rejected before dispatch) takes a result."""
-    usage = {"p_tok": prompt_tokens, "c_tok": cached_tokens, "o_tok": completion_tokens}
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    """One finished line as it is written: its row, whether it succeeded, the response or error, and usage."""
+
+    row_id: int
+    batch_id: str
+    ok: bool
+    response_json: str | None
+    status_code: int | None
+    error_json: str | None
+    request_id: str
+    finished_at: float
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def record_results(db: Database, results: list[LineResult]) -> list[bool]:
+    """Write finished lines and bump their batches' counts and usage, ALL in one transaction (a group commit:
+    one commit per flush instead of one per line was the dispatcher's write ceiling). Only a row still
+    unfinished (in_flight, or pending for a line rejected before dispatch) takes a result; returns, per
+    result, whether it landed. A crash before the commit lands none of them: their rows are still in flight
+    and run again after recovery, so each line still lands exactly once."""
+    landed: list[bool] = []
+    bumps: dict[str, dict[str, int]] = {}
     with db.engine.begin() as conn:
-        changed = conn.execute(
-            _FINISH_ROW,
-            {
-                "row_id": row_id,
-                "new_status": RequestStatus.SUCCEEDED if ok else RequestStatus.FAILED,
-                "response_json": response_json,
-                "code": status_code,
-                "error_json": error_json,
-                "req_id": request_id,
-                "at": finished_at,
-                **usage,
-            },
-        ).rowcount
-        if not changed:
-            return False
-        conn.execute(_BUMP_OK if ok else _BUMP_FAIL, {"batch": batch_id, **usage})
-        return True
+        for r in results:
+            usage = {"p_tok": r.prompt_tokens, "c_tok": r.cached_tokens, "o_tok": r.completion_tokens}
+            changed = conn.execute(
+                _FINISH_ROW,
+                {
+                    "row_id": r.row_id,
+                    "new_status": RequestStatus.SUCCEEDED if r.ok else RequestStatus.FAILED,
+                    "response_json": r.response_json,
+                    "code": r.status_code,
+                    "error_json": r.error_json,
+                    "req_id": r.request_id,
+                    "at": r.finished_at,
+                    **usage,
+                },
+            ).rowcount
+            landed.append(bool(changed))
+            if changed:
+                bump = bumps.setdefault(r.batch_id, dict.fromkeys(("ok_n", "fail_n", *usage), 0))
+                bump["ok_n" if r.ok else "fail_n"] += 1
+                for name, value in usage.items():
+                    bump[name] += value
+        for batch_id in sorted(bumps):  # one order for every writer: no lock-order deadlocks on Postgres
+            conn.execute(_BUMP, {"batch": batch_id, **bumps[batch_id]})
+    return landed
+
+
+def record_result(db: Database, row_id: int, batch_id: str, **fields) -> bool:
+    """One finished line in its own transaction (record_results with one result)."""
+    return record_results(db, [LineResult(row_id, batch_id, **fields)])[0]
 
 
 def return_to_pending(db: Database, row_id: int, refund_attempt: bool = False) -> None:

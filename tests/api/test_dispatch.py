@@ -109,7 +109,7 @@ class Flaky(SimulatedRuntime):
     """Fails the first attempt of every request; 'doomed' prompts always fail."""
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
-        if request.rid.endswith("-1") or b"doomed" in bytes(request.input_ids):
+        if request.rid.endswith("-1") or b"doomed" in bytes(list(request.input_ids)):
             raise RuntimeFailure("engine hiccup")
         return await super().generate(request)
 
@@ -258,7 +258,7 @@ class Hangs(SimulatedRuntime):
         return 0.3
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
-        if b"stuck" in bytes(request.input_ids):
+        if b"stuck" in bytes(list(request.input_ids)):
             await asyncio.sleep(3600)
         return await super().generate(request)
 

@@ -31,8 +31,8 @@ def test_chat_maps_params_and_applies_template():
             "user": "u",
         },
     )
-    assert bytes(ids).decode().startswith("<|im_start|>system\nbe brief")
-    assert bytes(ids).decode().endswith("<|im_start|>assistant\n")
+    assert bytes(list(ids)).decode().startswith("<|im_start|>system\nbe brief")
+    assert bytes(list(ids)).decode().endswith("<|im_start|>assistant\n")
     assert (p.max_new_tokens, p.temperature, p.top_p, p.stop, p.n, p.seed) == (7, 0.0, 0.5, ("\n",), 2, 3)
 
 
@@ -58,8 +58,8 @@ def test_chat_unsupported_is_a_line_error(body, param):
 
 
 def test_completion_prompt_forms():
-    assert gen("/v1/completions", {"model": "m", "prompt": "ab"})[0] == [97, 98]
-    assert gen("/v1/completions", {"model": "m", "prompt": ["ab"]})[0] == [97, 98]
+    assert list(gen("/v1/completions", {"model": "m", "prompt": "ab"})[0]) == [97, 98]
+    assert list(gen("/v1/completions", {"model": "m", "prompt": ["ab"]})[0]) == [97, 98]
     assert gen("/v1/completions", {"model": "m", "prompt": [5, 6, 7]})[0] == [5, 6, 7]
     assert gen("/v1/completions", {"model": "m", "prompt": [[5, 6]]})[0] == [5, 6]
     assert gen("/v1/completions", {"model": "m", "prompt": "x"})[1].max_new_tokens == 256  # always sent

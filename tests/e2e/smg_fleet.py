@@ -103,6 +103,10 @@ class SmgFleet:
         self.workers[url].send_signal(signal.SIGKILL)
         self.workers[url].wait(timeout=10)
 
+    def pause_worker(self, url: str) -> None:
+        """Hang the worker (SIGSTOP): it keeps its sockets but answers nothing, health checks included."""
+        self.workers[url].send_signal(signal.SIGSTOP)
+
     def stop_gateway(self) -> None:
         if self.gateway is not None and self.gateway.poll() is None:
             self.gateway.terminate()
@@ -116,6 +120,7 @@ class SmgFleet:
         self.stop_gateway()
         for proc in self.workers.values():
             if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)  # a paused worker cannot act on SIGTERM until it runs again
                 proc.terminate()
         for proc in self.workers.values():
             try:

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.anyio
 JOBS, PER_JOB, KV = 6, 24, 1500
 DECODE_S = 0.001  # the stand-in's fake seconds per output token
 LANE_WINDOW = 8
+LANE_POLICY = "consistent_hashing"  # each lane's routing key is minted for its worker on smg's ring (smg_ring.py)
 
 
 def trace(jobs: int = JOBS, per_job: int = PER_JOB, seed: int = 7) -> list[tuple[int, dict]]:
@@ -136,20 +137,21 @@ async def test_smg_affinity_hit_ratio_beats_cache_aware_and_round_robin(tmp_path
             await send_in_order(fleet.url, prompts, concurrency=3 * LANE_WINDOW)
             ratios[policy] = hit_ratio(fleet, before)
             fleet.stop_gateway()
-        gateway = fleet.start_gateway("manual", ("--assignment-mode", "min_group"))
+        gateway = fleet.start_gateway(LANE_POLICY)
         before = fleet.flush()
         holder: list[Dispatcher] = []
         async with running_client(blendserve_app(tmp_path, gateway, holder)) as client:
             out = await run_batches(client, [lines])  # the jobs' lines interleaved in one file, as submitted
         assert_each_line_once(out, lines)
         ratios["affinity"] = hit_ratio(fleet, before)
+        lanes_state = holder[0].fleet.describe()["lanes"]
         served = [fleet.stats(u)["requests"] - before[u]["requests"] for u in before]
         print(f"\nsmg hit ratio over 3 stand-ins (kv {KV} tokens each, {JOBS} jobs x {PER_JOB}): {ratios}; "
               f"affinity lines per worker: {served}")  # fmt: skip
-        # Not asserted: that every worker got a lane. smg's min_group binds a new key to the worker with the
-        # fewest keys that have requests IN FLIGHT (smg policies/manual.rs), so lanes started together can share a
-        # worker; under load that happened in about half of the runs (docs/SCALE-OUT.md, "Known limits").
         assert sum(served) >= len(lines)  # every line reached a worker (a retried one may count twice)
+        # Each lane's key is minted on smg's ring for its own worker: every worker has a lane and gets work.
+        assert sorted(lane["worker"] for lane in lanes_state) == sorted(before), lanes_state
+        assert all(n > 0 for n in served), f"a worker got no lane: {served}"
         assert ratios["affinity"] > ratios["round_robin"] + 0.1
         assert ratios["affinity"] >= ratios["cache_aware"] - 0.05
     finally:
@@ -162,7 +164,7 @@ async def test_smg_worker_killed_mid_batch_completes_each_line_once(tmp_path):
     try:
         for _ in range(3):
             fleet.start_worker(kv_capacity=KV, decode_s=0.005)
-        gateway = fleet.start_gateway("manual", ("--assignment-mode", "min_group"))
+        gateway = fleet.start_gateway(LANE_POLICY)
         holder: list[Dispatcher] = []
         async with running_client(blendserve_app(tmp_path, gateway, holder)) as client:
             batch_id = (await upload_batch(client, lines)).json()["id"]
@@ -191,13 +193,47 @@ async def test_smg_worker_killed_mid_batch_completes_each_line_once(tmp_path):
         fleet.close()
 
 
+async def test_smg_hung_worker_lines_run_elsewhere_before_their_deadline(tmp_path):
+    fleet = SmgFleet(tmp_path)
+    lines = [line for _, line in trace(per_job=40)]
+    try:
+        for _ in range(3):
+            fleet.start_worker(kv_capacity=KV, decode_s=0.005)
+        gateway = fleet.start_gateway(LANE_POLICY)
+        holder: list[Dispatcher] = []
+        async with running_client(blendserve_app(tmp_path, gateway, holder)) as client:
+            batch_id = (await upload_batch(client, lines)).json()["id"]
+            victim = None
+            while victim is None:
+                batch = (await client.get(f"/v1/batches/{batch_id}")).json()
+                busy = [u for u in fleet.live() if fleet.stats(u)["requests"] > 0]
+                if batch["request_counts"]["completed"] >= len(lines) // 4 and busy:
+                    victim = busy[0]
+                await asyncio.sleep(0.05)
+            fleet.pause_worker(victim)
+            paused_at = time.monotonic()
+            while (batch := (await client.get(f"/v1/batches/{batch_id}")).json())["status"] != "completed":
+                # a line's deadline is at least 30 s (runtime/deadline.py): done well before that means the hung
+                # worker's lines were taken back when smg marked it unhealthy, not when their deadlines passed
+                assert batch["status"] in ("in_progress", "finalizing") and time.monotonic() - paused_at < 25, batch
+                await asyncio.sleep(0.1)
+            done_s = time.monotonic() - paused_at
+            out = await batch_lines(client, batch)
+            fleet_state = holder[0].fleet.describe()
+        assert_each_line_once(out, lines)
+        assert any(e["kind"] == "lost" and e["urls"] == [victim] for e in fleet_state["events"]), fleet_state
+        print(f"\nworker hung (SIGSTOP): batch done {done_s:.2f} s after it")
+    finally:
+        fleet.close()
+
+
 async def test_smg_worker_added_mid_batch_gets_work(tmp_path):
     fleet = SmgFleet(tmp_path)
     lines = [line for _, line in trace(per_job=100)]
     try:
         for _ in range(2):
             fleet.start_worker(kv_capacity=KV, decode_s=0.05)
-        gateway = fleet.start_gateway("manual", ("--assignment-mode", "min_group"))
+        gateway = fleet.start_gateway(LANE_POLICY)
         newcomer = fleet.start_worker(kv_capacity=KV, decode_s=0.05)  # up, but the gateway does not know it yet
         holder: list[Dispatcher] = []
         async with running_client(blendserve_app(tmp_path, gateway, holder)) as client:

@@ -87,7 +87,7 @@ class OutageRuntime(SimulatedRuntime):
         if self.down:
             self.generate_calls_while_down += 1
             raise RuntimeFailure("connection refused (simulated outage)")
-        if self.hang_marker is not None and self.hang_marker in bytes(request.input_ids):
+        if self.hang_marker is not None and self.hang_marker in bytes(list(request.input_ids)):
             await asyncio.Event().wait()  # never answers; the dispatcher's deadline ends it
         outages_before, started = self.outages, time.monotonic()
         if self.per_request_s:

@@ -1,4 +1,4 @@
-"""Runs dispatched lines on the runtime; each outcome lands in its own transaction.
+"""Runs dispatched lines on the runtime; outcomes land in group commits (result_sink.py).
 
 A line that fails anywhere fails alone: runtime errors are retried with backoff (a new rid per attempt) and
 then written as a per-line error (`runtime_error`, or `request_timeout` when the line outlived its deadline);
@@ -26,6 +26,7 @@ from blendserve.core.dispatch.config import DispatchConfig
 from blendserve.core.dispatch.db_worker import DbWorker
 from blendserve.core.dispatch.health import RuntimeHealth
 from blendserve.core.dispatch.pending import Entry, PendingSet
+from blendserve.core.dispatch.result_sink import ResultSink
 from blendserve.core.dispatch.stats import DispatchStats, LineEvent
 from blendserve.core.openai_format import embedding_body, error_body, response_body
 from blendserve.core.runtime.base import (
@@ -76,10 +77,14 @@ class LineRunner:
         health: RuntimeHealth,
     ) -> None:
         self.dbw, self.runtime, self.config, self.pending, self.stats = dbw, runtime, config, pending, stats
+        self.sink = ResultSink(dbw)  # results land in group commits
         self.health = health
         self.on_done = on_done  # wakes the loop: a slot is free
         self.running: dict[int, asyncio.Task[None]] = {}
         self.rids: dict[int, str] = {}  # the runtime request id of each line's current attempt
+        self._requeued: set[int] = set()  # cancelled to run again (lost worker), not because their batch ended
+        self._landing: set[int] = set()  # answered, being written: never taken back for a requeue
+        self._stopping = False
 
     def __len__(self) -> int:
         return len(self.running)
@@ -94,17 +99,32 @@ class LineRunner:
         task = self.running.get(row_id)
         if task is not None:
             task.cancel()
+        self.abort_rid(row_id)
+
+    def requeue(self, row_ids: list[int]) -> None:
+        """Take these lines off the runtime and run them again (their worker was lost, perhaps hung: waiting for
+        it could take until their deadlines). Not their fault: no attempt is spent. A line that lands first stays
+        landed; the store takes one result per line."""
+        for row_id in row_ids:
+            task = self.running.get(row_id)
+            if task is not None and not task.done() and row_id not in self._landing:  # answered: let it land
+                self._requeued.add(row_id)
+                task.cancel()
+                self.abort_rid(row_id)
+
+    def abort_rid(self, row_id: int) -> None:
         rid = self.rids.pop(row_id, None)
         if rid is not None:
             asyncio.create_task(self._abort_on_runtime(rid), name=f"abort-{rid}")
 
     async def _abort_on_runtime(self, rid: str) -> None:
         try:
-            await self.runtime.abort([rid])
+            await asyncio.wait_for(self.runtime.abort([rid]), ABORT_TIMEOUT_S)  # the worker may be the hung one
         except Exception as exc:  # best effort: the runtime also drops requests whose client went away
             log.warning("abort of %s on the runtime failed: %s", rid, exc)
 
     async def stop(self) -> None:
+        self._stopping = True  # rows left in flight go back to pending when the next holder takes over
         for task in list(self.running.values()):
             task.cancel()
         await asyncio.gather(*self.running.values(), return_exceptions=True)
@@ -115,17 +135,17 @@ class LineRunner:
         """The line failed: its response carries the error envelope with the HTTP status it would have had, or
         (no HTTP answer at all, like a timeout) the output line's top-level `error` says why. `seconds`: how long
         it spent on the runtime (for the metrics)."""
-        landed = await self.dbw.run(
-            ds.record_result,
-            self.dbw.db,
-            row.id,
-            row.batch_id,
-            ok=False,
-            response_json=orjson.dumps(body).decode() if body is not None else None,
-            status_code=status_code,
-            error_json=orjson.dumps(error).decode() if error is not None else None,
-            request_id=ids.request_id(),
-            finished_at=ids.now_precise(),
+        landed = await self.sink.land(
+            ds.LineResult(
+                row.id,
+                row.batch_id,
+                ok=False,
+                response_json=orjson.dumps(body).decode() if body is not None else None,
+                status_code=status_code,
+                error_json=orjson.dumps(error).decode() if error is not None else None,
+                request_id=ids.request_id(),
+                finished_at=ids.now_precise(),
+            )
         )
         if landed:
             self.stats.line_done(LineEvent("failed", seconds, 0.0))
@@ -137,7 +157,7 @@ class LineRunner:
             embedded = await self._within(self.runtime.embed(entry.params), self.config.request_timeout_s, rid)
             return Outcome(embedding_body(name, entry.params, embedded), embedded.prompt_tokens, 0, 0)
         lane = None if entry.lane is None else str(entry.lane)
-        request = GenerateRequest(rid, tuple(entry.tokens), entry.params, route=lane)
+        request = GenerateRequest(rid, entry.tokens, entry.params, route=lane)
         result = await self._within(self.runtime.generate(request), self.runtime.deadline_s(request), rid)
         echoed = orjson.loads(entry.row.body) if entry.row.endpoint == "/v1/responses" else None
         body = response_body(entry.row.endpoint, name, result, echoed)
@@ -159,11 +179,16 @@ class LineRunner:
         try:
             outcome = await self._execute(entry, rid)
             self.health.record_success()
+            self._landing.add(row.id)
             await self._land(entry, outcome, time.monotonic() - started)
             self.pending.drop(row.id)
         except asyncio.CancelledError:
-            self.pending.drop(row.id)
-            raise
+            if row.id not in self._requeued or self._stopping:
+                self.pending.drop(row.id)
+                raise
+            self.stats.line_done(LineEvent("requeued", time.monotonic() - started, 0.0))
+            await self.dbw.run(ds.return_to_pending, self.dbw.db, row.id, refund_attempt=True)
+            self.pending.requeue(entry)
         except UnsupportedParameter as exc:
             code = getattr(exc, "code", LineErrorCode.UNSUPPORTED_PARAMETER)
             body = error_body(str(exc), exc.param, code=code)
@@ -172,6 +197,8 @@ class LineRunner:
         except Exception as exc:  # runtime errors and timeouts: retry with backoff, then a per-line error
             await self._retry_or_fail(entry, attempt, exc, time.monotonic() - started)
         finally:
+            self._requeued.discard(row.id)
+            self._landing.discard(row.id)
             self.pending.finished(entry)
             self.running.pop(row.id, None)
             self.rids.pop(row.id, None)
@@ -179,20 +206,20 @@ class LineRunner:
 
     async def _land(self, entry: Entry, outcome: Outcome, seconds: float) -> None:
         row = entry.row
-        landed = await self.dbw.run(
-            ds.record_result,
-            self.dbw.db,
-            row.id,
-            row.batch_id,
-            ok=True,
-            response_json=orjson.dumps(outcome.body).decode(),
-            status_code=200,
-            error_json=None,
-            request_id=ids.request_id(),
-            finished_at=ids.now_precise(),
-            prompt_tokens=outcome.prompt_tokens,
-            cached_tokens=outcome.cached_tokens,
-            completion_tokens=outcome.completion_tokens,
+        landed = await self.sink.land(
+            ds.LineResult(
+                row.id,
+                row.batch_id,
+                ok=True,
+                response_json=orjson.dumps(outcome.body).decode(),
+                status_code=200,
+                error_json=None,
+                request_id=ids.request_id(),
+                finished_at=ids.now_precise(),
+                prompt_tokens=outcome.prompt_tokens,
+                cached_tokens=outcome.cached_tokens,
+                completion_tokens=outcome.completion_tokens,
+            )
         )
         if landed:
             perf = self.runtime.info.perf

@@ -178,7 +178,9 @@ class Dispatcher:
 
     async def _dispatch_wave(self) -> None:
         if self.fleet is not None:
-            await self.fleet.refresh()
+            lost = set(await self.fleet.refresh())
+            if lost:  # a hung worker would hold these until their deadlines: they run again elsewhere now
+                self.runner.requeue([row_id for row_id, e in self.pending.entries.items() if e.lane in lost])
             if self.health.dispatch_room(1) > 0:  # nothing goes out while the runtime is down
                 await self._start_wave(self.fleet.next_wave(), time.monotonic())
             return

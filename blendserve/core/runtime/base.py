@@ -63,7 +63,7 @@ class EmbedResult:
 @dataclass(frozen=True)
 class GenerateRequest:
     rid: str  # unique among requests in flight (row id + attempt); copies of an n>1 request run as rid.0, rid.1..
-    input_ids: tuple[int, ...]
+    input_ids: Sequence[int]  # the int32 array the tree restored (read only): no per-token copy per dispatch
     params: SamplingParams
     route: str | None = None  # many workers: the lane (routing key) the request's subtree is pinned to
 
@@ -160,8 +160,8 @@ class Tokenizer(Protocol):
     RuntimeFailure (retryable) or RuntimeUnavailable when a remote tokenizer fails, times out or is down.
     Calls are blocking and bounded in time: the dispatcher runs them in a worker thread."""
 
-    def encode_chat(self, messages: list[dict]) -> list[int]: ...
-    def encode_text(self, text: str) -> list[int]: ...
+    def encode_chat(self, messages: list[dict]) -> Sequence[int]: ...
+    def encode_text(self, text: str) -> Sequence[int]: ...
 
 
 @runtime_checkable

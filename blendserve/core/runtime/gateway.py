@@ -1,13 +1,13 @@
-"""Many SGLang workers behind the SGLang Model Gateway (smg 1.13.0, `smg launch --policy manual`), as one runtime.
+"""Many SGLang workers behind the SGLang Model Gateway (smg 1.13.0, `smg launch --policy consistent_hashing`), as
+one runtime.
 
 Requests go to the gateway's POST /generate with an `X-SMG-Routing-Key` header: the lane the request's
-subtree is pinned to (core/dispatch/affinity.py). smg's manual policy (model_gateway/src/policies/manual.rs)
-maps each key to one worker on first sight and keeps it there; it moves a key only when that worker turns
-unhealthy. It offers no way to name the worker for a key (X-SMG-Target-Worker is read by the
-consistent_hashing policy alone, as an index into an internal list whose order /workers does not promise), so
-the dispatcher keeps one lane per healthy worker and `--assignment-mode min_group` (fewest busy keys) spreads
-the lanes. smg's /generate takes ONE request per call (a batched input_ids/rid list is a 400 there), so the
-copies of an n > 1 line go as n calls with the same key. See docs/SCALE-OUT.md.
+subtree is pinned to (core/dispatch/affinity.py). smg's consistent_hashing policy (model_gateway/src/policies/
+consistent_hashing.rs, worker/hash_ring.rs) sends a key to the first healthy worker at or after the key's point
+on a blake3 ring of the worker URLs; the dispatcher replays that ring (smg_ring.py) and mints one key per
+worker whose ring successor is that worker, so each lane is bound to its own worker (workers.py). smg's /generate
+takes ONE request per call (a batched input_ids/rid list is a 400 there), so the copies of an n > 1 line go as
+n calls with the same key. See docs/SCALE-OUT.md.
 
 The worker list is the gateway's GET /workers (url, is_healthy, status, load); each worker's KV capacity is
 its own GET /server_info. Tokenization and model info are read from a healthy worker directly: every worker

@@ -15,7 +15,7 @@ def generate_batch(model, tokenizer, requests: list[GenerateRequest]) -> list[Ge
     ids = torch.full((len(rows), width), pad, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for j, (r, _) in enumerate(rows):
-        ids[j, width - len(r.input_ids) :] = torch.tensor(r.input_ids)
+        ids[j, width - len(r.input_ids) :] = torch.tensor(list(r.input_ids))
         mask[j, width - len(r.input_ids) :] = 1
     p = requests[0].params
     if p.seed is not None:
