@@ -1,18 +1,18 @@
-"""smg's consistent-hash ring replayed (runtime/smg_ring.py): blake3 against the spec's vectors, and minted keys
+"""smg's consistent-hash ring replayed (runtime/smg_ring.py): ring positions, and minted keys
 that land on their own worker whatever the health of the others. The real gateway's agreement is checked by
 tests/e2e/test_smg_gateway.py (every worker gets its lane's lines)."""
 
 from __future__ import annotations
 
-from blendserve.core.runtime.smg_ring import HashRing, blake3
+from blendserve.core.runtime.smg_ring import VIRTUAL_NODES_PER_WORKER, HashRing, position
 
 
-def test_blake3_matches_the_reference_vectors():
-    assert blake3(b"").hex() == "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
-    assert blake3(b"abc").hex() == "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85"
-    # the official test vector input: bytes 0..250 repeating, 1023 bytes (16 blocks, the last partial)
-    data = bytes(i % 251 for i in range(1023))
-    assert blake3(data).hex().startswith("10108970eeda3eb932baac1428c7a2163b0e924c9a9e25b35bba72b28f70bd11")
+def test_ring_positions_are_blake3_le64_of_url_and_vnode():
+    """hash_ring.rs: position = first 8 bytes of blake3(f"{url}#{vnode}"), little-endian (reference vector of
+    blake3(b"") = af1349b9f5f9a1a6...)."""
+    assert position("") == int.from_bytes(bytes.fromhex("af1349b9f5f9a1a6"), "little")
+    ring = HashRing(["http://w:1"])
+    assert ring._positions[0] == min(position(f"http://w:1#{v}") for v in range(VIRTUAL_NODES_PER_WORKER))
 
 
 def test_each_worker_gets_a_key_of_its_own_that_survives_the_others_going_down():
