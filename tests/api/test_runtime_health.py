@@ -84,7 +84,8 @@ async def test_runtime_down_at_start_then_down_before_a_batch_fails_nothing(db_u
     runtime.go_down()
     async with running_client(_app(db_url, tmp_path, runtime)) as c:
         first = (await upload_batch(c, [chat_line(i) for i in range(10)])).json()
-        health = await _until(lambda: _breaker(c, "starting"))  # the server serves; dispatch waits for ready
+        # the server serves; dispatch waits for ready, and the failed start-up probe says why
+        health = await _until(lambda: _breaker(c, "starting", with_error=True))
         assert "outage" in health["last_error"]
         runtime.come_up()
         assert (await _until(lambda: _finished(c, first["id"])))["request_counts"]["failed"] == 0
@@ -128,6 +129,7 @@ async def _finished(client, batch_id):
     return batch if batch["status"] in ("completed", "failed", "cancelled", "expired") else None
 
 
-async def _breaker(client, state):
+async def _breaker(client, state, with_error=False):
     runtime = (await client.get("/health")).json()["dispatcher"]["runtime"]
-    return runtime if runtime["state"] == state else None
+    wanted = runtime["state"] == state and (runtime["last_error"] is not None or not with_error)
+    return runtime if wanted else None

@@ -158,6 +158,16 @@ async def test_smg_affinity_hit_ratio_beats_cache_aware_and_round_robin(tmp_path
         fleet.close()
 
 
+async def _until_lost(dispatcher: Dispatcher, timeout: float) -> dict:
+    """The fleet's state once it recorded a lost worker, or as it is after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    state = dispatcher.fleet.describe()
+    while not any(e["kind"] == "lost" for e in state["events"]) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        state = dispatcher.fleet.describe()
+    return state
+
+
 async def test_smg_worker_killed_mid_batch_completes_each_line_once(tmp_path):
     fleet = SmgFleet(tmp_path)
     lines = [line for _, line in trace(per_job=40)]
@@ -183,7 +193,8 @@ async def test_smg_worker_killed_mid_batch_completes_each_line_once(tmp_path):
                 await asyncio.sleep(0.1)
             done_at = time.time()
             out = await batch_lines(client, batch)
-            fleet_state = holder[0].fleet.describe()
+            # the batch may finish on retries before the gateway's health checks mark the worker lost: wait
+            fleet_state = await _until_lost(holder[0], timeout=30.0)
         assert_each_line_once(out, lines)
         lost = [e for e in fleet_state["events"] if e["kind"] == "lost"]
         assert lost and lost[0]["urls"] == [victim], fleet_state
