@@ -158,6 +158,22 @@ async def test_smg_affinity_hit_ratio_beats_cache_aware_and_round_robin(tmp_path
         fleet.close()
 
 
+def _three_workers_behind_smg(fleet: SmgFleet) -> str:
+    for _ in range(3):
+        fleet.start_worker(kv_capacity=KV, decode_s=0.005)
+    return fleet.start_gateway(LANE_POLICY)
+
+
+async def _busy_worker_at_a_quarter(client, fleet: SmgFleet, batch_id: str, total: int) -> str:
+    """A worker with requests on it, once a quarter of the batch has completed."""
+    while True:
+        batch = (await client.get(f"/v1/batches/{batch_id}")).json()
+        busy = [u for u in fleet.live() if fleet.stats(u)["requests"] > 0]
+        if batch["request_counts"]["completed"] >= total // 4 and busy:
+            return busy[0]
+        await asyncio.sleep(0.05)
+
+
 async def _until_lost(dispatcher: Dispatcher, timeout: float) -> dict:
     """The fleet's state once it recorded a lost worker, or as it is after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -172,19 +188,11 @@ async def test_smg_worker_killed_mid_batch_completes_each_line_once(tmp_path):
     fleet = SmgFleet(tmp_path)
     lines = [line for _, line in trace(per_job=40)]
     try:
-        for _ in range(3):
-            fleet.start_worker(kv_capacity=KV, decode_s=0.005)
-        gateway = fleet.start_gateway(LANE_POLICY)
+        gateway = _three_workers_behind_smg(fleet)
         holder: list[Dispatcher] = []
         async with running_client(blendserve_app(tmp_path, gateway, holder)) as client:
             batch_id = (await upload_batch(client, lines)).json()["id"]
-            victim = None
-            while victim is None:
-                batch = (await client.get(f"/v1/batches/{batch_id}")).json()
-                busy = [u for u in fleet.live() if fleet.stats(u)["requests"] > 0]
-                if batch["request_counts"]["completed"] >= len(lines) // 4 and busy:
-                    victim = busy[0]
-                await asyncio.sleep(0.05)
+            victim = await _busy_worker_at_a_quarter(client, fleet, batch_id, len(lines))
             fleet.kill_worker(victim)
             killed_at = time.time()
             deadline = time.monotonic() + 120
@@ -208,19 +216,11 @@ async def test_smg_hung_worker_lines_run_elsewhere_before_their_deadline(tmp_pat
     fleet = SmgFleet(tmp_path)
     lines = [line for _, line in trace(per_job=40)]
     try:
-        for _ in range(3):
-            fleet.start_worker(kv_capacity=KV, decode_s=0.005)
-        gateway = fleet.start_gateway(LANE_POLICY)
+        gateway = _three_workers_behind_smg(fleet)
         holder: list[Dispatcher] = []
         async with running_client(blendserve_app(tmp_path, gateway, holder)) as client:
             batch_id = (await upload_batch(client, lines)).json()["id"]
-            victim = None
-            while victim is None:
-                batch = (await client.get(f"/v1/batches/{batch_id}")).json()
-                busy = [u for u in fleet.live() if fleet.stats(u)["requests"] > 0]
-                if batch["request_counts"]["completed"] >= len(lines) // 4 and busy:
-                    victim = busy[0]
-                await asyncio.sleep(0.05)
+            victim = await _busy_worker_at_a_quarter(client, fleet, batch_id, len(lines))
             fleet.pause_worker(victim)
             paused_at = time.monotonic()
             while (batch := (await client.get(f"/v1/batches/{batch_id}")).json())["status"] != "completed":
