@@ -9,18 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import orjson
+from inprocess import in_process_server, submit_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from blendserve.api.app import create_app  # noqa: E402
-from blendserve.config import Settings  # noqa: E402
-from blendserve.core.dispatch.config import DispatchConfig  # noqa: E402
-from blendserve.core.dispatch.loop import Dispatcher  # noqa: E402
 from blendserve.core.runtime.simulated import SimulatedRuntime  # noqa: E402
 
 
@@ -50,47 +45,17 @@ async def main() -> None:
     ap.add_argument("--lines", type=int, default=10_000)
     ap.add_argument("--batches", type=int, default=5)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), database_url=args.database_url, runtime="simulated")
-        runtime = SimulatedRuntime()
-        holder: dict = {}
-
-        def factory(db, blobs):
-            holder["d"] = Dispatcher(db, blobs, DispatchConfig.from_settings(settings), runtime)
-            return holder["d"]
-
-        app = create_app(settings, factory)
-        async with app.router.lifespan_context(app):
-            dispatcher = holder["d"]
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x", timeout=600)
-            ids = []
-            t_setup = time.perf_counter()
-            for b in range(args.batches):
-                f = (
-                    await client.post(
-                        "/v1/files", files={"file": (f"b{b}.jsonl", jsonl(b, args.lines))}, data={"purpose": "batch"}
-                    )
-                ).json()
-                ids.append(
-                    (
-                        await client.post(
-                            "/v1/batches",
-                            json={
-                                "input_file_id": f["id"],
-                                "completion_window": "24h",
-                                "endpoint": "/v1/chat/completions",
-                            },
-                        )
-                    ).json()["id"]
-                )
-            t0 = time.perf_counter()
-            while True:
-                states = [(await client.get(f"/v1/batches/{i}")).json() for i in ids]
-                if all(s["status"] == "completed" for s in states):
-                    break
-                await asyncio.sleep(0.5)
-            t1 = time.perf_counter()
-            await client.aclose()
+    runtime = SimulatedRuntime()
+    async with in_process_server(runtime, database_url=args.database_url) as (client, dispatcher):
+        t_setup = time.perf_counter()
+        ids = [await submit_batch(client, f"b{b}.jsonl", jsonl(b, args.lines)) for b in range(args.batches)]
+        t0 = time.perf_counter()
+        while True:
+            states = [(await client.get(f"/v1/batches/{i}")).json() for i in ids]
+            if all(s["status"] == "completed" for s in states):
+                break
+            await asyncio.sleep(0.5)
+        t1 = time.perf_counter()
     total = args.lines * args.batches
     print(f"database   : {'postgres' if args.database_url else 'sqlite'}")
     print(f"intake     : {total} lines in {args.batches} batches, {t0 - t_setup:.1f} s (upload+validate+persist)")

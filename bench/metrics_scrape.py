@@ -11,18 +11,14 @@ import argparse
 import asyncio
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import orjson
+from inprocess import in_process_server, submit_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from blendserve.api.app import create_app  # noqa: E402
-from blendserve.config import Settings  # noqa: E402
-from blendserve.core.dispatch.config import DispatchConfig  # noqa: E402
-from blendserve.core.dispatch.loop import Dispatcher  # noqa: E402
 from blendserve.core.runtime.simulated import SimulatedRuntime  # noqa: E402
 
 
@@ -69,32 +65,17 @@ async def main() -> None:
     ap.add_argument("--scrapes", type=int, default=10)
     args = ap.parse_args()
     total = args.lines * args.batches
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), database_url=args.database_url, runtime="simulated", max_inflight=4)
-        runtime = SimulatedRuntime(time_scale=1000.0)  # ~10 s a line: the queue barely moves during the bench
-        app = create_app(
-            settings, lambda db, blobs: Dispatcher(db, blobs, DispatchConfig.from_settings(settings), runtime)
-        )
-        async with app.router.lifespan_context(app):
-            dispatcher = app.state.ctx.dispatcher
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x", timeout=600)
-            ids = []
-            for b in range(args.batches):
-                file = {"file": (f"b{b}.jsonl", jsonl(b, args.lines))}
-                f = (await client.post("/v1/files", files=file, data={"purpose": "batch"})).json()
-                body = {"input_file_id": f["id"], "completion_window": "24h", "endpoint": "/v1/chat/completions"}
-                ids.append((await client.post("/v1/batches", json=body)).json()["id"])
-            t0 = time.perf_counter()
-            while len(dispatcher.pending) + len(dispatcher.runner) + dispatcher.stats.succeeded < total:
-                await asyncio.sleep(0.5)
-            print(
-                f"queue      : {len(dispatcher.pending)} lines pending in the tree, {len(dispatcher.runner)} in flight"
-            )
-            print(f"             (loaded in {time.perf_counter() - t0:.1f} s)")
-            metrics, resp = await timed(client, "/metrics", args.scrapes)
-            state, _ = await timed(client, "/dashboard/state", args.scrapes)
-            plan, _ = await timed(client, f"/v1/batches/{ids[-1]}/plan", args.scrapes)
-            await client.aclose()
+    runtime = SimulatedRuntime(time_scale=1000.0)  # ~10 s a line: the queue barely moves during the bench
+    async with in_process_server(runtime, database_url=args.database_url, max_inflight=4) as (client, dispatcher):
+        ids = [await submit_batch(client, f"b{b}.jsonl", jsonl(b, args.lines)) for b in range(args.batches)]
+        t0 = time.perf_counter()
+        while len(dispatcher.pending) + len(dispatcher.runner) + dispatcher.stats.succeeded < total:
+            await asyncio.sleep(0.5)
+        print(f"queue      : {len(dispatcher.pending)} lines pending in the tree, {len(dispatcher.runner)} in flight")
+        print(f"             (loaded in {time.perf_counter() - t0:.1f} s)")
+        metrics, resp = await timed(client, "/metrics", args.scrapes)
+        state, _ = await timed(client, "/dashboard/state", args.scrapes)
+        plan, _ = await timed(client, f"/v1/batches/{ids[-1]}/plan", args.scrapes)
     print(f"database   : {'postgres' if args.database_url else 'sqlite'}; {args.scrapes} requests each, 1.1 s apart")
     print(line("/metrics", metrics) + f"  ({len(resp.content)} bytes)")
     print(line("/dashboard/state", state))

@@ -12,19 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from inprocess import in_process_server, submit_batch
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from blendserve.api.app import create_app  # noqa: E402
-from blendserve.config import Settings  # noqa: E402
-from blendserve.core.dispatch.config import DispatchConfig  # noqa: E402
-from blendserve.core.dispatch.loop import Dispatcher  # noqa: E402
-from blendserve.store.db import Database  # noqa: E402
 from blendserve.store.models import BatchRequest  # noqa: E402
 from tests.fakes.outage_runtime import OutageRuntime  # noqa: E402
 from tests.helpers import chat_line, to_jsonl  # noqa: E402
@@ -41,54 +36,40 @@ async def _wait(predicate, every: float = 0.05):
 
 
 async def run(args: argparse.Namespace) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), database_url=args.database_url, runtime="simulated")
-        runtime = OutageRuntime(per_request_s=args.per_request_s, max_concurrency=args.concurrency)
-        app = create_app(
-            settings, lambda db, blobs: Dispatcher(db, blobs, DispatchConfig.from_settings(settings), runtime)
-        )
-        async with app.router.lifespan_context(app):
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x", timeout=600)
-            data = to_jsonl([chat_line(i) for i in range(args.lines)])
-            file = (
-                await client.post("/v1/files", files={"file": ("in.jsonl", data)}, data={"purpose": "batch"})
-            ).json()
-            body = {"input_file_id": file["id"], "completion_window": "24h", "endpoint": "/v1/chat/completions"}
-            batch_id = (await client.post("/v1/batches", json=body)).json()["id"]
-            t0 = time.monotonic()
+    runtime = OutageRuntime(per_request_s=args.per_request_s, max_concurrency=args.concurrency)
+    async with in_process_server(runtime, database_url=args.database_url) as (client, dispatcher):
+        batch_id = await submit_batch(client, "in.jsonl", to_jsonl([chat_line(i) for i in range(args.lines)]))
+        t0 = time.monotonic()
 
-            async def done_at_least(n):
-                return (await _counts(client, batch_id))["request_counts"]["completed"] >= n
+        async def done_at_least(n):
+            return (await _counts(client, batch_id))["request_counts"]["completed"] >= n
 
-            await _wait(lambda: done_at_least(args.lines // 4))
-            before = (await _counts(client, batch_id))["request_counts"]["completed"]
-            pace = before / (time.monotonic() - t0)  # lines/s without an outage
-            runtime.go_down()
-            down_at = time.monotonic()
+        await _wait(lambda: done_at_least(args.lines // 4))
+        before = (await _counts(client, batch_id))["request_counts"]["completed"]
+        pace = before / (time.monotonic() - t0)  # lines/s without an outage
+        runtime.go_down()
+        down_at = time.monotonic()
 
-            async def breaker_open():
-                return (await client.get("/health")).json()["dispatcher"]["runtime"]["state"] == "open"
+        async def breaker_open():
+            return (await client.get("/health")).json()["dispatcher"]["runtime"]["state"] == "open"
 
-            await _wait(breaker_open)
-            detected_s = time.monotonic() - down_at
-            await asyncio.sleep(max(0.0, args.outage_s - detected_s))
-            at_recovery = (await _counts(client, batch_id))["request_counts"]
-            runtime.come_up()
-            up_at = time.monotonic()
+        await _wait(breaker_open)
+        detected_s = time.monotonic() - down_at
+        await asyncio.sleep(max(0.0, args.outage_s - detected_s))
+        at_recovery = (await _counts(client, batch_id))["request_counts"]
+        runtime.come_up()
+        up_at = time.monotonic()
 
-            async def finished():
-                batch = await _counts(client, batch_id)
-                return batch if batch["status"] in ("completed", "failed", "expired", "cancelled") else None
+        async def finished():
+            batch = await _counts(client, batch_id)
+            return batch if batch["status"] in ("completed", "failed", "expired", "cancelled") else None
 
-            final = await _wait(finished)
-            after_s = time.monotonic() - up_at
-            await client.aclose()
-        db = Database(settings.resolved_database_url())
-        with db.transaction() as s:
+        final = await _wait(finished)
+        after_s = time.monotonic() - up_at
+        with dispatcher.dbw.db.transaction() as s:  # the batch has ended: nothing writes its lines any more
             attempts = dict(
                 s.execute(select(BatchRequest.attempts, func.count()).group_by(BatchRequest.attempts)).all()
             )
-        db.dispose()
     remaining = args.lines - at_recovery["completed"] - at_recovery["failed"]
     return {
         "database": "postgres" if args.database_url else "sqlite",

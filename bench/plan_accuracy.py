@@ -17,18 +17,14 @@ import asyncio
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import orjson
+from inprocess import in_process_server, submit_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from blendserve.api.app import create_app  # noqa: E402
-from blendserve.config import Settings  # noqa: E402
-from blendserve.core.dispatch.config import DispatchConfig  # noqa: E402
-from blendserve.core.dispatch.loop import Dispatcher  # noqa: E402
 from blendserve.core.runtime.simulated import SimulatedRuntime  # noqa: E402
 
 # (name, lines, shared system prompt words, user words, max_tokens): sizes and compute/memory mixes differ
@@ -56,35 +52,22 @@ def jsonl(name: str, lines: int, system_words: int, user_words: int, max_tokens:
     return b"\n".join(out) + b"\n"
 
 
-async def submit(client: httpx.AsyncClient, content: bytes) -> str:
-    file = (await client.post("/v1/files", files={"file": ("in.jsonl", content)}, data={"purpose": "batch"})).json()
-    body = {"input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"}
-    return (await client.post("/v1/batches", json=body)).json()["id"]
-
-
 async def plans(client: httpx.AsyncClient, ids: dict[str, str]) -> dict[str, dict]:
     return {name: (await client.get(f"/v1/batches/{bid}/plan")).json() for name, bid in ids.items()}
 
 
 async def run(args: argparse.Namespace) -> None:
     rng = random.Random(args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), runtime="simulated", max_inflight=args.max_inflight)
-        runtime = SimulatedRuntime(time_scale=args.time_scale)
-        app = create_app(
-            settings, lambda db, blobs: Dispatcher(db, blobs, DispatchConfig.from_settings(settings), runtime)
-        )
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=60) as client:
-                await run_workload(client, rng, args)
+    runtime = SimulatedRuntime(time_scale=args.time_scale)
+    async with in_process_server(runtime, timeout_s=60, max_inflight=args.max_inflight) as (client, _):
+        await run_workload(client, rng, args)
 
 
 async def run_workload(client: httpx.AsyncClient, rng: random.Random, args: argparse.Namespace) -> None:
-    warm = await submit(client, jsonl("warmup", 24, 100, 20, 64, rng))
+    warm = await submit_batch(client, "in.jsonl", jsonl("warmup", 24, 100, 20, 64, rng))
     while (await client.get(f"/v1/batches/{warm}")).json()["status"] != "completed":
         await asyncio.sleep(0.2)
-    ids = {name: await submit(client, jsonl(name, *spec, rng)) for name, *spec in MIX}
+    ids = {name: await submit_batch(client, "in.jsonl", jsonl(name, *spec, rng)) for name, *spec in MIX}
     total = sum(spec[1] for spec in MIX)
     while True:  # every batch loaded into the tree (or already running)
         at_submit = await plans(client, ids)

@@ -18,18 +18,13 @@ import gc
 import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import httpx
 import orjson
+from inprocess import in_process_server, submit_batch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from blendserve.api.app import create_app  # noqa: E402
-from blendserve.config import Settings  # noqa: E402
-from blendserve.core.dispatch.config import DispatchConfig  # noqa: E402
-from blendserve.core.dispatch.loop import Dispatcher  # noqa: E402
 from blendserve.core.runtime.simulated import SimulatedRuntime  # noqa: E402
 
 LETTERS = (b"abcdefghijklmnopqrstuvwxyz " * 10)[:256]  # a byte -> letter table: random text at memcpy speed
@@ -79,58 +74,44 @@ async def main() -> None:
     ap.add_argument("--dispatch-seconds", type=float, default=60.0)
     args = ap.parse_args()
     total = args.batches * args.lines
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), database_url=args.database_url, runtime="simulated")
-        runtime = GatedRuntime()
-        holder: dict = {}
-
-        def factory(db, blobs):
-            holder["d"] = Dispatcher(db, blobs, DispatchConfig.from_settings(settings), runtime)
-            return holder["d"]
-
-        app = create_app(settings, factory)
-        async with app.router.lifespan_context(app):
-            d: Dispatcher = holder["d"]
-            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x", timeout=3600)
-            t0, generating = time.perf_counter(), 0.0
-            for b in range(args.batches):
-                g = time.perf_counter()
-                files = {"file": (f"b{b}.jsonl", jsonl(b, args.lines))}
-                generating += time.perf_counter() - g  # the bench's own work, not the server's
-                f = (await client.post("/v1/files", files=files, data={"purpose": "batch"})).json()
-                body = {"input_file_id": f["id"], "completion_window": "24h", "endpoint": "/v1/chat/completions"}
-                (await client.post("/v1/batches", json=body)).raise_for_status()
-            t_accepted = time.perf_counter() - generating
-            while len(d.pending) + len(d.runner) < total:
-                await asyncio.sleep(0.5)
-            t_loaded = time.perf_counter() - generating
-            loaded = rss()
-            tokens = d.pending.tree.prompt_tokens + sum(len(e.tokens) for e in d.pending.entries.values()
-                                                        if e.treq.node is None)  # fmt: skip
-            print(f"pending    : {total} requests, {tokens} prompt tokens ({tokens / total:.0f} per request)")
-            print(f"accept     : {t_accepted - t0:.1f} s (upload + validate + persist, {args.batches} batch(es))")
-            print(f"load       : all pending in the tree {t_loaded - t0:.1f} s after the first upload")
-            done0, t1 = d.stats.succeeded, time.perf_counter()
-            runtime.gate.set()
-            slices, mark, done = [], t1, done0  # per 30 s: re-layouts make the first minute the slow one
-            while (now := time.perf_counter()) - t1 < args.dispatch_seconds:
-                await asyncio.sleep(min(30.0, args.dispatch_seconds - (now - t1)))
-                slices.append(f"{(d.stats.succeeded - done) / (time.perf_counter() - mark):.0f}")
-                mark, done = time.perf_counter(), d.stats.succeeded
-            rate = (d.stats.succeeded - done0) / (time.perf_counter() - t1)
-            print(
-                f"dispatch   : {rate:.0f} results/s landed over {args.dispatch_seconds:.0f} s "
-                f"({'postgres' if args.database_url else 'sqlite'}, instant simulated runtime; per 30 s: "
-                f"{', '.join(slices)})"
-            )
-            await client.aclose()
-            left = len(d.pending)
-            runtime.gate.clear()
-            d.pending.__init__(d.pending.tree.perf)  # what the pending set held, measured by letting it go
-            held = loaded - rss()
-            print(f"rss        : pending set {held / 1e6:.0f} MB = {held / tokens:.2f} bytes per pending prompt token "
-                  f"({(held - 1024 * total) / tokens:.2f} after 1 KiB per request; {total - left} of {total} had "
-                  f"left by then); process {loaded / 1e6:.0f} MB loaded")  # fmt: skip
+    runtime = GatedRuntime()
+    async with in_process_server(runtime, timeout_s=3600, database_url=args.database_url) as (client, d):
+        t0, generating = time.perf_counter(), 0.0
+        for b in range(args.batches):
+            g = time.perf_counter()
+            data = jsonl(b, args.lines)
+            generating += time.perf_counter() - g  # the bench's own work, not the server's
+            await submit_batch(client, f"b{b}.jsonl", data)
+        t_accepted = time.perf_counter() - generating
+        while len(d.pending) + len(d.runner) < total:
+            await asyncio.sleep(0.5)
+        t_loaded = time.perf_counter() - generating
+        loaded = rss()
+        tokens = d.pending.tree.prompt_tokens + sum(len(e.tokens) for e in d.pending.entries.values()
+                                                    if e.treq.node is None)  # fmt: skip
+        print(f"pending    : {total} requests, {tokens} prompt tokens ({tokens / total:.0f} per request)")
+        print(f"accept     : {t_accepted - t0:.1f} s (upload + validate + persist, {args.batches} batch(es))")
+        print(f"load       : all pending in the tree {t_loaded - t0:.1f} s after the first upload")
+        done0, t1 = d.stats.succeeded, time.perf_counter()
+        runtime.gate.set()
+        slices, mark, done = [], t1, done0  # per 30 s: re-layouts make the first minute the slow one
+        while (now := time.perf_counter()) - t1 < args.dispatch_seconds:
+            await asyncio.sleep(min(30.0, args.dispatch_seconds - (now - t1)))
+            slices.append(f"{(d.stats.succeeded - done) / (time.perf_counter() - mark):.0f}")
+            mark, done = time.perf_counter(), d.stats.succeeded
+        rate = (d.stats.succeeded - done0) / (time.perf_counter() - t1)
+        print(
+            f"dispatch   : {rate:.0f} results/s landed over {args.dispatch_seconds:.0f} s "
+            f"({'postgres' if args.database_url else 'sqlite'}, instant simulated runtime; per 30 s: "
+            f"{', '.join(slices)})"
+        )
+        left = len(d.pending)
+        runtime.gate.clear()
+        d.pending.__init__(d.pending.tree.perf)  # what the pending set held, measured by letting it go
+        held = loaded - rss()
+        print(f"rss        : pending set {held / 1e6:.0f} MB = {held / tokens:.2f} bytes per pending prompt token "
+              f"({(held - 1024 * total) / tokens:.2f} after 1 KiB per request; {total - left} of {total} had "
+              f"left by then); process {loaded / 1e6:.0f} MB loaded")  # fmt: skip
 
 
 if __name__ == "__main__":
