@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch.nn.attention.bias import causal_lower_right
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from blendserve.core.sim.step_cost import FITTED as FIT  # noqa: E402
 from blendserve.core.sim.step_cost import Hardware  # noqa: E402
 
 
@@ -232,9 +233,6 @@ def grid_points(grid: dict, kv_budget_tokens: int) -> list[tuple[int, int, int]]
 def predict(hw: Hardware, p: int, n: int, c: int) -> float:
     """sglang-mixed step cost: operators in sequence (what a plain forward does)."""
     return hw.gemm_s(p + n) + (hw.attn_prefill_s(p, c) if p else 0.0) + hw.kv_read_per_token_s * n * c + hw.fixed_s
-
-
-FIT = ("gemm_eff_max", "gemm_half_tokens", "bw_eff", "attn_eff", "fixed_s")
 
 
 def fit(hw: Hardware, rows: list[dict], steps: int = 1500) -> Hardware:

@@ -15,7 +15,7 @@ from blendserve.core.sim.baselines import POLICIES, SIMPLE, make_policy
 from blendserve.core.sim.bounds import t_opt, t_opt_tight
 from blendserve.core.sim.engine import EngineConfig, simulate
 from blendserve.core.sim.request import SimRequest, SimResult
-from blendserve.core.sim.step_cost import MODES, Hardware
+from blendserve.core.sim.step_cost import FITTED, MODES, Hardware
 from blendserve.core.sim.suites import SUITES, build
 from blendserve.core.sim.trace_file import load_trace
 from blendserve.core.sim.workloads import TokenPool, measure, shared_prefix_tokens
@@ -128,9 +128,6 @@ def _summary(rows: list[dict]) -> list[str]:
     return lines
 
 
-CALIBRATED = ("gemm_eff_max", "gemm_half_tokens", "bw_eff", "attn_eff", "fixed_s")
-
-
 def engine_constants(perf: PerfModel, calibration: str | None) -> Hardware:
     """The step-cost constants: the documented defaults, or the `fitted` block of a bench/gpu_calibrate.py JSON.
     Raises SystemExit naming the file when it has no such block."""
@@ -139,7 +136,7 @@ def engine_constants(perf: PerfModel, calibration: str | None) -> Hardware:
     try:
         with open(calibration, encoding="utf-8") as fh:
             fitted = json.load(fh)["fitted"]
-        return Hardware.from_perf(perf, **{name: float(fitted[name]) for name in CALIBRATED})
+        return Hardware.from_perf(perf, **{name: float(fitted[name]) for name in FITTED})
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SystemExit(f"--calibration {calibration}: not a gpu_calibrate.py result ({exc!r})") from None
 

@@ -45,6 +45,10 @@ from blendserve.core.sched.perf_model import PerfModel
 MODES = ("sglang", "sglang-mixed", "overlapped")
 
 
+# The efficiency constants below that bench/gpu_calibrate.py fits on a GPU and `bench schedule --calibration` reads.
+FITTED = ("gemm_eff_max", "gemm_half_tokens", "bw_eff", "attn_eff", "fixed_s")
+
+
 @dataclass(frozen=True)
 class Hardware:
     params: float  # P
