@@ -101,3 +101,28 @@ def test_many_random_requests_integrity():
         tree.remove(r)
     tree.check_integrity()
     assert len(tree) == 1500
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(prompts, max_size=40), st.randoms(use_true_random=False))
+def test_observations_reestimate_pending_requests_and_keep_every_aggregate(prompt_list, rnd):
+    """Job and subtree observations re-estimate pending requests (their deltas summed per node on the way up):
+    every node's sums still equal its requests' estimates, and each pending request of a job with observations
+    carries the estimate a fresh insert would get (a job's distribution is refreshed and re-applied together)."""
+    tree = PrefixTree(PERF)
+    live = []
+    for i, p in enumerate(prompt_list):
+        req = TreeRequest(i, p, max_tokens=rnd.randint(1, 500), group=f"job{rnd.randrange(3)}")
+        tree.insert(req)
+        live.append(req)
+        if rnd.random() < 0.5:
+            done = live.pop(rnd.randrange(len(live)))
+            tree.remove(done)
+            tree.observe(done.tokens, rnd.randint(1, 400), group=done.group)  # job counts 1, 2, 4: re-estimates
+        tree.check_integrity()
+    for req in live:
+        if tree.lengths.job_stats(req.group) is None:
+            continue  # estimated from its subtree, refreshed when a node's count doubles: may lag a fresh insert
+        fresh = TreeRequest("probe", req.tokens, req.max_tokens, group=req.group)
+        tree.lengths.estimate(fresh, req.node, tree.root)
+        assert (req.d_est, req.mem) == pytest.approx((fresh.d_est, fresh.mem))

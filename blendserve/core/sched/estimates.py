@@ -38,11 +38,17 @@ class OutputLengths:
     def job_stats(self, group: object) -> JobLengths | None:
         return self.jobs.get(group) if group is not None else None
 
+    def _stats(self, group: object) -> JobLengths:
+        stats = self.jobs.get(group)
+        if stats is None:  # not setdefault(group, JobLengths()): that builds one per call, twice per admission
+            stats = self.jobs[group] = JobLengths()
+        return stats
+
     def admitted(self, group: object, key: object, round_: int) -> None:
         """A line of a job started in admission round `round_` (non-decreasing): while it runs, lines of its
         round or later that finish bound its length from below."""
         if group is not None:
-            self.jobs.setdefault(group, JobLengths()).admitted(key, round_)
+            self._stats(group).admitted(key, round_)
 
     def dropped(self, group: object, key: object) -> None:
         """A started line ended without a length (failed, cancelled, requeued). No-op after observe_job."""
@@ -53,20 +59,22 @@ class OutputLengths:
     def estimate(self, req: TreeRequest, node: Node, root: Node) -> None:
         """Set req.d_est and req.mem from the best evidence available (module docstring order)."""
         cap = float(req.max_tokens)
+        group = req.group
+        stats = self.jobs.get(group) if group is not None else None
         if req.known is not None:
             d = min(cap, float(req.known))
             d2 = d * d
+        elif stats is not None and stats.n >= MIN_JOB_SAMPLES:  # the common case, inline: re-estimates run it 1M times
+            d, d2 = stats.mean, stats.second_moment
         else:
-            d, d2 = self._evidence(req, node, root, cap)
-        d = max(1.0, min(d, cap))
-        d2 = max(d * d, min(d2, cap * cap))  # E[d^2] >= E[d]^2 always; capped like d
+            d, d2 = self._subtree_evidence(node, root, cap)
+        d = cap if d > cap else 1.0 if d < 1.0 else d  # max(1, min(d, cap)); cap >= 1
+        cap2, dd = cap * cap, d * d
+        d2 = dd if d2 < dd else cap2 if d2 > cap2 else d2  # E[d^2] >= E[d]^2 always; capped like d
         req.d_est = d
         req.mem = (len(req.tokens) * d + d2 / 2.0) * self.mem_per_token  # = perf.mem(p, d) with E[d^2]
 
-    def _evidence(self, req: TreeRequest, node: Node, root: Node, cap: float) -> tuple[float, float]:
-        stats = self.jobs.get(req.group) if req.group is not None else None
-        if stats is not None and stats.n >= MIN_JOB_SAMPLES:
-            return stats.mean, stats.second_moment
+    def _subtree_evidence(self, node: Node, root: Node, cap: float) -> tuple[float, float]:
         if node is not root:  # own node, else the parent's subtree (FALLBACK_LEVELS = 2), never the root
             if node.obs_n >= MIN_SAMPLES:
                 d = node.obs_sum / node.obs_n
@@ -82,7 +90,7 @@ class OutputLengths:
         count reached a power of two: the distribution is refreshed then, amortised O(n log^2 n) per job)."""
         if group is None:
             return False
-        stats = self.jobs.setdefault(group, JobLengths())
+        stats = self._stats(group)
         stats.finished(key, float(output_tokens))
         if stats.n & (stats.n - 1):
             return False
@@ -106,12 +114,27 @@ class OutputLengths:
 
 
 def reestimate(tree: PrefixTree, requests: Iterable[TreeRequest]) -> None:
-    """Re-run the estimate of pending requests and move the difference up their paths."""
+    """Re-run the estimate of pending requests and move the differences up their paths: a request's own node
+    at once, the ancestors summed per node first (tree.add_estimate_deltas), so a node shared by many of them is
+    updated once per level, not once per request."""
+    above: dict[Node, list[float]] = {}  # parent -> [d delta, mem delta], in first-seen order (deterministic sums)
+    estimate, root = tree.lengths.estimate, tree.root
     for req in list(requests):
         node = req.node
         if node is None:
             continue
         old_d, old_mem = req.d_est, req.mem
-        tree.lengths.estimate(req, node, tree.root)
-        if req.d_est != old_d or req.mem != old_mem:
-            tree._add_up(node, 0, 0, req.d_est - old_d, req.mem - old_mem)
+        estimate(req, node, root)
+        d, mem = req.d_est - old_d, req.mem - old_mem
+        if d or mem:
+            node.d_sum += d
+            node.mem += mem
+            parent = node.parent
+            if parent is not None:
+                delta = above.get(parent)
+                if delta is None:
+                    above[parent] = [d, mem]
+                else:
+                    delta[0] += d
+                    delta[1] += mem
+    tree.add_estimate_deltas(above)
