@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from blendserve.core.sched import policy as policy_module
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.policy import AdmissionPolicy
 from blendserve.core.sched.scanner import LEFT, RIGHT
@@ -152,6 +153,28 @@ def test_a_request_on_the_critical_path_starts_first():
     policy.add("long", [5, 6, 7], max_tokens=20_000, known_output=20_000)  # ~112 s of weight reads alone
     (first, side), *_ = policy.next_batch(kv_budget=1e6, limit=3)
     assert first.key == "long" and side == RIGHT
+    policy.check_integrity()
+
+
+def test_stale_entries_of_the_critical_path_heap_are_dropped_a_bounded_number_per_call(monkeypatch):
+    """Lines the cursors took (or that were removed) leave stale heap entries, dropped when they reach the top: by
+    the thousand once a long job's lines were taken, so a call drops at most REFILE_SLICE of them and the next
+    call goes on; a critical line behind them starts a few calls later."""
+    monkeypatch.setattr(policy_module, "REFILE_SLICE", 10)
+    policy = AdmissionPolicy(PERF, probe=0)
+    for i in range(300):
+        policy.add(i, [1] * 400 + [i, i + 7], max_tokens=2, known_output=2)
+    for i in range(45):
+        policy.add(("gone", i), [9, 9, i], max_tokens=30_000, known_output=30_000)
+        policy.remove(("gone", i))
+    policy.add("long", [5, 6, 7], max_tokens=20_000, known_output=20_000)
+    calls, taken = 0, []
+    while not taken:
+        before = len(policy.longest)
+        taken = policy._critical(3)
+        calls += 1
+        assert before - len(policy.longest) <= 10
+    assert [req.key for req, _ in taken] == ["long"] and calls == 5  # 45 stale entries, 10 a call, then "long"
     policy.check_integrity()
 
 

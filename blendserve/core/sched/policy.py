@@ -59,7 +59,7 @@ RELAYOUT_CHANGE = 0.1  # a job's estimate moving by more than this fraction lays
 LAYOUT_SLICE = 6_000  # units of layout_job.LayoutJob
 LAYOUT_AT_ONCE = 4096  # pending lines: a layout of a tree this small is ~10-30 ms, done at once
 REESTIMATE_SLICE = 4_000  # pending lines
-REFILE_SLICE = 5_000  # re-estimated lines filed again in the critical-path heap
+REFILE_SLICE = 5_000  # critical-path heap entries dropped (stale) or filed again (re-estimated) per call
 
 
 class AdmissionPolicy:
@@ -166,19 +166,18 @@ class AdmissionPolicy:
         root = self.tree.root
         remaining = max(self.tree.comp(root), root.mem)
         taken: list[tuple[TreeRequest, Side]] = []
-        refiled = 0
-        while self.longest and len(taken) < limit:
+        work = 0  # stale entries dropped and lines filed again: at most REFILE_SLICE per call (amortised)
+        while self.longest and len(taken) < limit and work < REFILE_SLICE:
             neg_d, _, req = self.longest[0]
             if req.node is None or self.pending.get(req.key) is not req:
-                heapq.heappop(self.longest)  # admitted or removed since
+                heapq.heappop(self.longest)  # admitted or removed since (by the thousand, once the cursors
+                work += 1  # have taken a long job's lines)
                 continue
             if -neg_d != req.d_est:  # re-estimated since it was pushed: file it under its current estimate
                 if max(-neg_d, req.d_est) * self.step_floor < remaining:
                     break  # not critical by either estimate, nor is any line filed below it: filing can wait
-                if refiled == REFILE_SLICE:
-                    break  # a whole job was re-estimated: go on filing at the next call (amortised)
                 heapq.heapreplace(self.longest, (-req.d_est, next(self._seq), req))
-                refiled += 1
+                work += 1
                 continue
             if req.d_est * self.step_floor < remaining:
                 break
