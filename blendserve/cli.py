@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     tree.add_argument("--gpu", default="h100")
     tree.add_argument("--model", default="llama-3.1-8b")
     tree.add_argument("--seed", type=int, default=0)
+    tree.add_argument("--admit", type=int, default=0, help="admissions to time (0: every request, a full drain)")
     tree.set_defaults(func=cmd_bench_tree)
     return parser
 

@@ -3,7 +3,9 @@
 Times are wall and process CPU (time.process_time): other processes on the machine inflate wall, not CPU.
 Relayouts and re-estimations of a whole job (a job's first results move its estimates from max_tokens) are done a
 slice per admission call (layout_job.py, reestimation.py); the bench times those slices apart and reports the
-longest single call, which is what the live dispatcher's event loop waits on."""
+longest single call, which is what the live dispatcher's event loop waits on. By default every request is admitted
+(a full drain), each finishing at once with its trace's true output length: the per-admission figure is then the
+whole policy cost of a million lines, the one-time upkeep included."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from collections.abc import Callable
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sim.suites import PAPER
 from blendserve.core.sim.workloads import TokenPool, generate
+
+WINDOW = 100_000  # admissions of the first window reported apart
 
 
 class Clock:
@@ -74,13 +78,19 @@ def run_tree_bench(args: argparse.Namespace) -> int:
     LayoutJob.advance = upkeep.wrap(advance)  # type: ignore[method-assign]
     layouts0, budget = scanner.layouts, perf.kv_capacity_tokens
     next_batch, finish = calls.wrap(policy.next_batch), results.wrap(_finish)
+    lengths = {r.rid: r.output_len for r in requests}  # each line reports its trace's true output length
+    target = len(requests) if args.admit <= 0 else min(args.admit, len(requests))
+    window, window_cpu, window_upkeep, first = 0.0, 0.0, 0.0, 0  # the first WINDOW admissions: upkeep is there
     admitted, t3, c3 = 0, time.perf_counter(), time.process_time()
-    while admitted < min(100_000, len(requests)):
+    while admitted < target:
         picked = next_batch(budget, limit=64)
         if not picked:
             break
-        finish(policy, picked)  # each finishes at once: the per-admission cost includes observe() and done()
+        finish(policy, picked, lengths)  # each finishes at once: the per-admission cost includes observe + done
         admitted += len(picked)
+        if not window and admitted >= WINDOW:
+            window, window_cpu = time.perf_counter() - t3, time.process_time() - c3
+            window_upkeep, first = upkeep.wall, admitted
     t4, c4 = time.perf_counter(), time.process_time()
     LayoutJob.advance = advance  # type: ignore[method-assign]
     gc.enable()
@@ -96,14 +106,20 @@ def run_tree_bench(args: argparse.Namespace) -> int:
     print(f"overhead per request     : {overhead / len(requests):.0f} B   (target <= 1024 B)")
     n = max(1, admitted)
     per, per_cpu = (t4 - t3) / n * 1e6, (c4 - c3) / n * 1e6
-    print(f"policy per admitted req  : {per:.1f} us ({per_cpu:.1f} us CPU) over {admitted}, incl. observe + done")
+    print(f"policy per admitted req  : {per:.1f} us ({per_cpu:.1f} us CPU) over {admitted} admitted, incl. observe,")
+    print("                           done and upkeep   (target <= 20 us)")
     print(f"  of which upkeep        : {upkeep.wall / n * 1e6:.1f} us ({upkeep.cpu / n * 1e6:.1f} us CPU): relayouts")
     print(f"                           ({scanner.layouts - layouts0} installed) and job re-estimations, in slices")
     heap, heap_cpu = critical.wall / n * 1e6, critical.cpu / n * 1e6
     print(f"  critical-path heap     : {heap:.1f} us ({heap_cpu:.1f} us CPU): mostly filing")
     print("                           re-estimated lines again, a slice per call")
     bare, bare_cpu = (t4 - t3 - upkeep.wall) / n * 1e6, (c4 - c3 - upkeep.cpu) / n * 1e6
-    print(f"  without upkeep         : {bare:.1f} us ({bare_cpu:.1f} us CPU)   (target <= 20 us)")
+    print(f"  without upkeep         : {bare:.1f} us ({bare_cpu:.1f} us CPU)")
+    if window:
+        per_first, cpu_first = window / first * 1e6, window_cpu / first * 1e6
+        print(f"  first {first} admitted : {per_first:.1f} us ({cpu_first:.1f} us CPU), of which upkeep")
+        print(f"                           {window_upkeep / first * 1e6:.1f} us: the jobs' first results move their")
+        print("                           estimates off max_tokens")
     print(f"longest single call      : next_batch {calls.longest * 1e3:.0f} ms ({calls.longest_cpu * 1e3:.0f} ms CPU),")
     print(f"                           observe+done of a batch {results.longest * 1e3:.0f} ms")
     print(f"                           ({results.longest_cpu * 1e3:.0f} ms CPU)   (target: none over ~50 ms)")
@@ -111,9 +127,9 @@ def run_tree_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finish(policy, picked) -> None:
+def _finish(policy, picked, lengths) -> None:
     for treq, _ in picked:
-        policy.observe(treq.key, 100)
+        policy.observe(treq.key, lengths[treq.key])
         policy.done(treq.key)
 
 
