@@ -205,3 +205,44 @@ async def test_batch_completes_through_sglang_http(standin, db_url, tmp_path):
         assert done["usage"]["input_tokens_details"]["cached_tokens"] > 0
     sent = [call for call in standin.app.state.calls if isinstance(call.get("rid"), list)]
     assert sent and all(set(p) <= SAMPLING_KEYS for call in sent for p in call["sampling_params"])
+
+
+def test_gateway_reads_the_vocabulary_for_logprob_bytes(standin):
+    """Through a gateway too, logprobs' bytes come from the model's vocabulary (the worker's /model_info names
+    it), not from SGLang's per-token text. The gateway here lists the stand-in as its one worker and forwards
+    everything else to it."""
+    from blendserve.core.runtime.gateway import GatewayRuntime
+    from blendserve.core.sched.perf_model import PerfModel
+
+    async def gateway(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/workers":
+            return httpx.Response(200, json={"workers": [{"url": standin.url, "is_healthy": True, "load": 0}]})
+        async with httpx.AsyncClient() as client:
+            url = standin.url + request.url.raw_path.decode() if request.url.host == "gateway" else str(request.url)
+            forwarded = await client.request(request.method, url, content=request.content, headers=request.headers)
+            return httpx.Response(forwarded.status_code, content=forwarded.content, headers=forwarded.headers)
+
+    async def main():
+        rt = GatewayRuntime("http://gateway", PerfModel.preset(gpu="h100"), timeout_s=30)
+        await rt.client.aclose()
+        rt.client = httpx.AsyncClient(base_url="http://gateway", transport=httpx.MockTransport(gateway), timeout=30)
+        await rt.start()
+        await _ready(rt)
+        result = await rt.generate(_req("gw-lp-1", (1, 2, 3), max_new_tokens=64, logprobs=True, top_logprobs=2))
+        await rt.close()
+        return rt.token_text, result.choices[0]
+
+    vocabulary, choice = asyncio.run(main())
+    assert vocabulary is not None
+    assert b"".join(bytes(e["bytes"]) for e in choice.logprobs).decode() == choice.text and "日本語" in choice.text
+
+
+@pytest.mark.parametrize("runtime", ["sglang-http", "sglang-gateway"])
+def test_the_configured_tokenizer_reaches_one_server_and_the_gateway_alike(runtime, tmp_path):
+    from blendserve.core.runtime.factory import build_runtime
+    from tests.support import make_settings
+
+    settings = make_settings("sqlite://", tmp_path, runtime=runtime, tokenizer_path="/models/tok")
+    built = build_runtime(settings)
+    assert built.tokenizer_path == "/models/tok"  # type: ignore[attr-defined]
+    asyncio.run(built.close())

@@ -26,8 +26,7 @@ def build_runtime(settings: Settings) -> Runtime:
     if settings.runtime == "sglang-http":
         from blendserve.core.runtime.sglang_http import SGLangHTTPRuntime
 
-        tokenizer_path = settings.tokenizer_path or settings.model_path
-        return SGLangHTTPRuntime(settings.sglang_url, **_sglang_options(settings), tokenizer_path=tokenizer_path)
+        return SGLangHTTPRuntime(settings.sglang_url, **_sglang_options(settings))
     if settings.runtime == "sglang-gateway":
         from blendserve.core.runtime.gateway import GatewayRuntime
 
@@ -47,4 +46,5 @@ def _sglang_options(settings: Settings) -> dict[str, Any]:
         "model_name": settings.model_name,
         "info_timeout_s": settings.sglang_info_timeout_s,
         "tokenize_timeout_s": settings.sglang_tokenize_timeout_s,
+        "tokenizer_path": settings.tokenizer_path or settings.model_path,  # logprobs' token bytes (vocabulary)
     }

@@ -133,16 +133,18 @@ class GatewayRuntime(SGLangHTTPRuntime):
         context = next((m.get("max_model_len") for m in models.get("data", []) if m.get("max_model_len")), None)
         sglang_info.apply_server_info(self.info, server, context, sglang_info.model_name(model, self.model_name))
         self.info.kv_capacity_tokens = min(w.kv_capacity_tokens for w in healthy)
+        await self._load_vocabulary(model)
 
     async def generate(self, request: GenerateRequest) -> GenerateResult:
         if self._state == HealthState.STARTING:
             raise RuntimeUnavailable(f"the gateway at {self.base_url} is not ready: {self._detail}")
         sglang_params.check(request, self.info)
-        body = sglang_params.generate_body(request, with_logprob_text=True)
+        body = sglang_params.generate_body(request, with_logprob_text=self.token_text is None)
         headers = {ROUTING_KEY_HEADER: request.route} if request.route else None
         with self.rids.tracking(request.rid, body["rid"]):
             resps = await asyncio.gather(*(self._post_generate(b, headers) for b in single_bodies(body)))
-            result, timings = parse_items(request, [_json(r) for r in resps], self.rids.was_aborted(request.rid), None)
+            items = [_json(r) for r in resps]
+            result, timings = parse_items(request, items, self.rids.was_aborted(request.rid), self.token_text)
         for tokens, seconds in timings:
             self.deadlines.observe(tokens, seconds)
         return result

@@ -116,6 +116,11 @@ class SGLangHTTPRuntime:
         models = await self._get_json("/v1/models")
         context = next((m.get("max_model_len") for m in models.get("data", []) if m.get("max_model_len")), None)
         sglang_info.apply_server_info(self.info, server, context, sglang_info.model_name(model, self.model_name))
+        await self._load_vocabulary(model)
+
+    async def _load_vocabulary(self, model: dict) -> None:
+        """The vocabulary for logprobs' exact token bytes: the configured tokenizer, else the paths the server
+        reports (readable when it shares this machine's files). None of them readable: SGLang's per-token text."""
         if self.token_text is None:
             self.token_text = await asyncio.to_thread(
                 _load_token_text, self.tokenizer_path, model.get("tokenizer_path"), model.get("model_path")
