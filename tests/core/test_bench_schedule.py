@@ -23,6 +23,7 @@ def test_bench_schedule_replays_a_trace_file_and_writes_rows(tmp_path, capsys):
     for row in rows:
         assert {"trace", "mode", "policy", "seed", *METRICS} <= set(row)
         assert 0 < row["vs_t_opt"] <= row["vs_t_opt_tight"] <= 1.0001  # nothing beats either bound; tight is tighter
+        assert row["vs_t_mode"] == pytest.approx(row["vs_t_opt_tight"])  # overlapped: the mode's bound is T_tight
         assert row["vs_best_simple"] <= 1.0 + 1e-12 or row["policy"].startswith("blendserve")
     dfs = [r for r in rows if r["policy"] == "dfs"]
     assert all(r["vs_dfs"] == 1.0 for r in dfs)
@@ -85,3 +86,28 @@ def test_closure_is_the_share_of_the_v1_to_oracle_gap_and_is_printed():
     assert "closure (blendserve - v1) / (oracle - v1) = 1.00 (per seed 0: 0.50, 1: 1.50)" in printed
     flat = [dict(r, vs_dfs=1.1) for r in rows]  # the oracle does not beat v1: no gap to close
     assert closure(flat, "overlapped") is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_no_policy_beats_the_bound_of_its_engine_mode(seed):
+    """T_mode (bounds.py) for SGLang's sequential modes: every policy's simulated time stays above it, and it is
+    tighter than T_tight (no overlap of compute and memory), sglang's (separate prefill steps) tightest."""
+    from blendserve.core.sched.perf_model import PerfModel
+    from blendserve.core.sim.baselines import make_policy
+    from blendserve.core.sim.bounds import t_mode, t_opt_tight
+    from blendserve.core.sim.engine import EngineConfig, simulate
+    from blendserve.core.sim.step_cost import Hardware
+    from blendserve.core.sim.workloads import TokenPool
+
+    perf = PerfModel.preset()
+    hw = Hardware.from_perf(perf)
+    reqs = generate(list(MULTIBATCH[seed].jobs), 400, seed=seed)
+    bounds = {}
+    for mode in ("sglang", "sglang-mixed"):
+        cfg = EngineConfig(kv_capacity=perf.kv_capacity_tokens, mode=mode)
+        bounds[mode] = t_mode(reqs, hw, mode, cfg.kv_capacity, cfg.max_running)
+        for name in ("fcfs", "dfs", "blendserve-oracle"):
+            result = simulate(make_policy(name, perf, TokenPool(seed=seed), cfg.kv_capacity, seed), hw, cfg, reqs)
+            assert result.time_s >= bounds[mode] * (1 - 1e-9), (mode, name)
+    tight = t_opt_tight(reqs, hw, perf.kv_capacity_tokens, EngineConfig(kv_capacity=1).max_running)
+    assert bounds["sglang"] >= bounds["sglang-mixed"] >= tight

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sim.baselines import POLICIES, SIMPLE, make_policy
-from blendserve.core.sim.bounds import t_opt, t_opt_tight
+from blendserve.core.sim.bounds import t_mode, t_opt, t_opt_tight
 from blendserve.core.sim.engine import EngineConfig, simulate
 from blendserve.core.sim.request import SimRequest, SimResult
 from blendserve.core.sim.step_cost import FITTED, MODES, Hardware
@@ -20,7 +20,9 @@ from blendserve.core.sim.suites import SUITES, build
 from blendserve.core.sim.trace_file import load_trace
 from blendserve.core.sim.workloads import TokenPool, measure, shared_prefix_tokens
 
-METRICS = ("throughput", "vs_dfs", "vs_fcfs", "vs_best_simple", "sharing_vs_dfs", "vs_t_opt", "vs_t_opt_tight")
+METRICS = (
+    "throughput", "vs_dfs", "vs_fcfs", "vs_best_simple", "sharing_vs_dfs", "vs_t_opt", "vs_t_opt_tight", "vs_t_mode"
+)  # fmt: skip
 
 
 @dataclass
@@ -65,6 +67,7 @@ def run_case(case: Case, mode: str, policies: list[str], perf: PerfModel, hw: Ha
     tokens = sum(r.prompt_len + r.output_len for r in case.requests)
     bound = tokens / t_opt(case.requests, hw)
     tight = tokens / t_opt_tight(case.requests, hw, cfg.kv_capacity, cfg.max_running)
+    in_mode = tokens / t_mode(case.requests, hw, mode, cfg.kv_capacity, cfg.max_running)
     dfs, fcfs = results.get("dfs"), results.get("fcfs")
     simple = [results[p].throughput for p in SIMPLE if p in results]
     rows = []
@@ -78,6 +81,7 @@ def run_case(case: Case, mode: str, policies: list[str], perf: PerfModel, hw: Ha
             "sharing_vs_dfs": res.cache_hit_ratio / dfs.cache_hit_ratio if dfs and dfs.cache_hit_ratio else None,
             "vs_t_opt": res.throughput / bound,
             "vs_t_opt_tight": res.throughput / tight,
+            "vs_t_mode": res.throughput / in_mode,
             "steps": res.steps, "retractions": res.retractions, "cache_hit_ratio": res.cache_hit_ratio,
         })  # fmt: skip
     return rows

@@ -9,6 +9,15 @@ T_tight adds them, and is still a bound for every mode (each mode's step costs a
   compute = (unique prompt + output tokens) at the GEMM ceiling + prefill attention with perfect sharing
   memory  = T_mem + S_min * weight read
   T_tight = max(compute, memory) + S_min * fixed step cost
+
+T_mode is the bound for one engine mode. T_tight lets compute and memory overlap, as only `overlapped` does; in
+`sglang-mixed` a step runs its operators one after another, and in `sglang` prefill and decode are separate steps:
+  sglang-mixed  max(all compute at the GEMM ceiling, S_min * weight read) + prefill attention + T_mem + S_min * fixed
+  sglang        prompt compute + max(output compute, S_min * weight read) + prefill attention + T_mem + S_min * fixed
+  overlapped    T_tight
+Each is a sum of parts that every step of that mode pays at least (each GEMM is at least its compute at the
+ceiling and at least one weight read), so no order does better; what is left between a policy and T_mode is what
+any order could still win in that mode.
 """
 
 from __future__ import annotations
@@ -58,3 +67,15 @@ def t_opt_tight(requests: list[SimRequest], hw: Hardware, kv_capacity: int, max_
     compute = (unique + output) * hw.best_comp_per_token_s + shared_prefill_attention(requests, hw)
     memory = t_mem(requests, hw) + steps * hw.weight_read_s
     return max(compute, memory) + steps * hw.fixed_s
+
+
+def t_mode(requests: list[SimRequest], hw: Hardware, mode: str, kv_capacity: int, max_running: int) -> float:
+    """The lower bound for one engine mode (module docstring): T_tight for overlapped, sequential sums otherwise."""
+    if mode == "overlapped":
+        return t_opt_tight(requests, hw, kv_capacity, max_running)
+    steps = min_decode_steps(requests, kv_capacity, max_running)
+    prompt = unique_prompt_tokens(requests) * hw.best_comp_per_token_s
+    output = sum(r.output_len for r in requests) * hw.best_comp_per_token_s
+    weights = steps * hw.weight_read_s
+    gemm = prompt + max(output, weights) if mode == "sglang" else max(prompt + output, weights)
+    return gemm + shared_prefill_attention(requests, hw) + t_mem(requests, hw) + steps * hw.fixed_s
