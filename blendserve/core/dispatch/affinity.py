@@ -23,6 +23,7 @@ from blendserve.core.sched.scanner import DualScanner, Side
 
 STICKY_SLACK = 1.25
 MAX_PIECES_PER_LANE = 16
+KEYS_PER_STEP = 512  # pieces pinned per step of a lane layout in slices
 Lane = Hashable
 
 
@@ -43,7 +44,7 @@ class Partition:
         self.own_lane: dict[int, Lane] = {}  # id(node) of a split node -> lane of the requests ending on it
         self.pins: dict[bytes, Lane] = {}  # node_key -> lane (what the next plan sticks to)
         self.load: dict[Lane, float] = {}
-        self.nodes: list[Node] = []  # the pieces' nodes, held: an id in the maps above stays that node's
+        self.pieces: list[tuple[float, Node, bool]] = []  # held: an id in the maps above stays that node's
 
     def lane_of(self, node: Node | None, own: bool = True) -> Lane | None:
         if node is not None and own and id(node) in self.own_lane:
@@ -88,16 +89,18 @@ def plan_steps(tree: PrefixTree, lanes: list[Lane], previous: dict[bytes, Lane],
         if node.requests:
             own = sum((r.d_est + r.prompt_len) * tree.comp_per_token + r.mem for r in node.requests)
             pieces.append((own, node, True))
-        stack.extend(node.children.values())
-        yield len(node.children)
+        children = list(node.children.values())
+        for start in range(0, len(children), STEP_ITEMS):  # a node of 600k children is many steps, not one
+            stack.extend(children[start : start + STEP_ITEMS])
+            yield STEP_ITEMS
     runs = []  # sorted a run per step and merged: stable, as one sort is
     for start in range(0, len(pieces), STEP_ITEMS):
         runs.append(sorted(pieces[start : start + STEP_ITEMS], key=_heaviest_first))
         yield len(runs[-1])
-    part.nodes = [node for _, node, _ in pieces]
+    part.pieces = pieces
     for count, (w, node, own_only) in enumerate(heapq.merge(*runs, key=_heaviest_first), 1):
-        if count % STEP_ITEMS == 0:
-            yield STEP_ITEMS
+        if count % KEYS_PER_STEP == 0:
+            yield STEP_ITEMS  # node_key walks to the root and copies each edge: far more than one item
         key = node_key(node) + (b"#own" if own_only else b"")
         lane = previous.get(key)
         if lane not in part.load or part.load[lane] + w > STICKY_SLACK * share and part.load[lane] > 0:
