@@ -21,9 +21,13 @@ from blendserve.core.sched.prefix_tree import TreeRequest
 from blendserve.store.models import Batch
 from blendserve.store.statuses import BatchStatus
 
-# A replay costs ~20 us per pending line (about 1 s for 50k lines on a busy 2-core machine), on the event loop
-# the dispatcher runs on: a forecast is reused for REUSE_FACTOR times what it cost (at least MIN_REUSE_S), or a
-# quarter of that once new lines arrived, so plans, the dashboard and /metrics never spend more than ~10%.
+# A replay costs ~5-20 us per pending line on the event loop the dispatcher runs on; up to eta.EXACT_LINES (20k)
+# lines are replayed one by one, a longer queue as a sample of about eta.SAMPLE_UNITS lines (each standing for
+# its stretch of the order; eta.py's docstring says what that gives up), so one forecast costs at most ~0.1-0.2 s
+# of CPU whatever the queue (bench/plan_scale_bench.py: 1M lines). The order comes from pending_order(), which
+# at scale lists the current order then the lines that arrived since its layout began (no layout at once).
+# A forecast is reused for REUSE_FACTOR times what it cost (at least MIN_REUSE_S), or a quarter of that once new
+# lines arrived, so plans, the dashboard and /metrics never spend more than ~10%.
 MIN_REUSE_S = 1.0
 MAX_REUSE_S = 30.0
 REUSE_FACTOR = 10.0
@@ -62,7 +66,7 @@ class Planner:
         rates = self.rates()
         result = forecast(
             pending.tree,
-            pending.scanner.pending_order(),
+            pending.pending_order(),
             _batch_of,
             window=max(1, d.workers()[0].window),
             kv_capacity=float(d.runtime.info.kv_capacity_tokens),
@@ -82,6 +86,10 @@ class Planner:
     def _in_flight(self) -> list[Entry]:
         d = self.dispatcher
         return [d.pending.entries[i] for i in list(d.runner.running) if i in d.pending.entries]
+
+    def _waiting(self, batch_id: str, in_flight: int) -> bool:
+        """Whether the batch has lines in the tree (pending or in flight here, less those in flight)."""
+        return len(self.dispatcher.pending.by_batch.get(batch_id, ())) > in_flight
 
     def _entry_work(self, entry: Entry) -> float:
         perf = self.dispatcher.runtime.info.perf
@@ -108,6 +116,10 @@ class Planner:
             start = max(now, base + group.first_start_s)
             finish = max(now, base + group.last_finish_s, now + in_flight_done)
             position = 1 + [k for k, _ in schedule.groups_in_order()].index(batch.id)
+        elif schedule.stride > 1 and self._waiting(batch.id, len(mine)):
+            # too small for the sample of a long queue to meet it: not placed, done by the drain at the latest
+            start, finish = now, max(now, base + schedule.drain_s, now + in_flight_done)
+            position = len(schedule.groups) + 1
         else:
             start, finish, position = now, now + in_flight_done, 0
         prompt = batch.input_tokens + (group.prompt_tokens if group else 0)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import random
 from array import array
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from blendserve.core.dispatch.affinity import LaneScanners, cut_by_lane, plan
 from blendserve.core.dispatch.compact_tree import CompactTree, PromptLength
 from blendserve.core.runtime.gateway import single_bodies, split_dp_rank
 from blendserve.core.sched.perf_model import PerfModel
+from blendserve.core.sched.policy import AdmissionPolicy
 from blendserve.core.sched.prefix_tree import TreeRequest
 
 
@@ -109,3 +113,73 @@ def test_gateway_helpers():
         {"input_ids": [1, 2], "sampling_params": {"a": 1}, "rid": "r.0", "stream": False, "return_logprob": True},
         {"input_ids": [1, 2], "sampling_params": {"a": 2}, "rid": "r.1", "stream": False, "return_logprob": True},
     ]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 100_000), st.sampled_from([1, 5, 40]))
+def test_sliced_lanes_hand_out_every_request_once_and_lay_out_whole_only_at_first(seed, layout_slice):
+    rng = random.Random(seed)
+    policy = AdmissionPolicy(PerfModel.preset(), layout_slice=layout_slice, layout_at_once=0)
+    lanes = LaneScanners(policy.tree, layout_slice=layout_slice, layout_at_once=0)
+    policy.arrival_logs[:] = [lanes.arrivals]
+    names = ["a", "b", "c", "d"]
+    lanes.set_lanes(names)
+    whole = []
+    replan = lanes.replan
+    lanes.replan = lambda: (whole.append(len(policy.tree)), replan())[1]  # type: ignore[method-assign]
+    added, removed, taken, key = set(), set(), [], 0
+
+    def add(n: int) -> None:
+        nonlocal key
+        for _ in range(n):
+            policy.add(key, [rng.randint(0, 3) for _ in range(rng.randint(0, 6))], rng.choice([4, 64, 1024]))
+            added.add(key)
+            key += 1
+
+    add(rng.randint(1, 40))
+    for _ in range(300):
+        lane = rng.choice(names)
+        for req, side in lanes.next_requests(lane, 1e9, rng.randint(1, 4)):
+            policy.mark_taken(req, side)
+            lanes.started(lane, req, side)
+            lanes.done(lane, req, side)
+            policy.done(req.key)
+            if rng.random() < 0.1:
+                policy._insert(req, again=True)  # requeued (as policy.requeue does)
+                policy.pending[req.key] = req
+            else:
+                taken.append(req.key)
+        if rng.random() < 0.2:
+            add(rng.randint(1, 8))
+        if rng.random() < 0.05 and policy.pending:
+            victim = rng.choice(sorted(policy.pending))
+            policy.remove(victim)
+            removed.add(victim)
+        if rng.random() < 0.1:
+            lanes.invalidate()
+        listed = [r.key for r in lanes.pending_order() if r.node is not None]
+        assert len(listed) == len(set(listed)) and set(listed) == set(policy.pending)
+        policy.check_integrity()
+    while policy.pending:  # drain: every lane walks what is left
+        for lane in names:
+            for req, side in lanes.next_requests(lane, 1e9, 8):
+                policy.mark_taken(req, side)
+                policy.done(req.key)
+                taken.append(req.key)
+    assert len(taken) == len(set(taken)) and set(taken) == added - removed
+    # whole: the first layout (no lane had a cut yet) and those of an empty tree ("at most layout_at_once")
+    assert len([n for n in whole[1:] if n > 0]) == 0, whole
+
+
+def test_a_small_tree_is_laid_out_for_the_lanes_at_once_as_before():
+    tree, _ = jobs_tree()
+    lanes = LaneScanners(tree, layout_slice=10, layout_at_once=4096)
+    lanes.set_lanes(["a", "b", "c"])
+    lanes.next_requests("a", 1e9, 0)
+    expected = cut_by_lane(tree, plan(tree, ["a", "b", "c"], {}), ["a", "b", "c"])
+    assert {lane: [r.key for r in s.order] for lane, s in lanes.scanners.items()} == {
+        lane: [r.key for r in order] for lane, order in expected.items()
+    }
+    tree.insert(TreeRequest("new", [1, 2, 3, 4], 8))
+    lanes.next_requests("b", 1e9, 0)  # an arrival: laid out again, whole
+    assert any(r.key == "new" for s in lanes.scanners.values() for r in s.order)

@@ -80,6 +80,13 @@ class PendingSet:
         self._needs_sample = True
         return entry
 
+    def pending_order(self) -> list[TreeRequest]:
+        """Every waiting line once, in the order the scanners will take them (lanes: each lane's in turn), then
+        those that arrived since that order's layout began (scanner.pending_order())."""
+        if self.lanes is not None and self.lanes.lanes and self.lanes.sliced():
+            return self.lanes.pending_order()
+        return self.scanner.pending_order()
+
     @property
     def inflight(self) -> dict[Side, float]:
         """KV footprint in flight per scanner side (lanes keep their own)."""
@@ -107,7 +114,10 @@ class PendingSet:
 
     def set_lanes(self, lanes: Sequence[Hashable]) -> None:
         if self.lanes is None:
-            self.lanes = LaneScanners(self.tree)
+            scanner = self.policy.scanner
+            self.lanes = LaneScanners(self.tree, scanner.layout_slice, scanner.layout_at_once)
+            # the lanes take the lines now: the policy's own scanner is no longer asked, its log would only grow
+            self.policy.arrival_logs[:] = [self.lanes.arrivals]
         self.lanes.set_lanes(lanes)
 
     def samples_by_lane(self, cap: int) -> list[tuple[Entry, Hashable]]:
@@ -115,7 +125,8 @@ class PendingSet:
         if not self._needs_sample or self.lanes is None or not self.lanes.lanes:
             return []
         self._needs_sample = False
-        self.lanes.replan()
+        if not self.lanes.sliced():  # at scale the partition in use pins them (a whole layout here is seconds)
+            self.lanes.replan()
         picks = sample_requests(self.tree, cap=max(1, cap), unobserved_only=True)
         for treq in picks:
             self.policy.mark_taken(treq, LEFT)

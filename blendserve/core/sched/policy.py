@@ -48,6 +48,7 @@ import heapq
 import itertools
 from collections.abc import Sequence
 
+from blendserve.core.sched.arrivals import ArrivalLog
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
 from blendserve.core.sched.reestimation import ReestimateQueue
@@ -80,6 +81,8 @@ class AdmissionPolicy:
             self.tree, split_budget=split_budget, blend=blend, layout_slice=layout_slice, layout_at_once=layout_at_once
         )
         self.reestimates = ReestimateQueue(self.tree, reestimate_slice)
+        # told of every insert: what a layout in progress or installed does not list yet (scanner.pending_order())
+        self.arrival_logs: list[ArrivalLog] = [self.scanner.arrivals]
         self.probe = probe
         self.pending: dict[object, TreeRequest] = {}
         self.inflight: dict[object, tuple[TreeRequest, Side]] = {}
@@ -116,8 +119,10 @@ class AdmissionPolicy:
         self._insert(req)
         return req
 
-    def _insert(self, req: TreeRequest) -> None:
+    def _insert(self, req: TreeRequest, again: bool = False) -> None:
         self.tree.insert(req)
+        for log in self.arrival_logs:
+            log.note(req, self.tree.inserts - 1, again)
         self.pending[req.key] = req
         heapq.heappush(self.longest, (-req.d_est, next(self._seq), req))
         if req.group is not None:
@@ -267,7 +272,7 @@ class AdmissionPolicy:
         req = self.done(key)
         if req is None:
             return False
-        self._insert(req)
+        self._insert(req, again=True)
         return True
 
     # ---- checks -------------------------------------------------------------------------------------------

@@ -21,12 +21,15 @@ Where the paper is silent:
   (layout_job.py) while the cursors go on over the current order, and replaces it when complete; it is finished
   at once only when the current order has nothing left. A tree laid out within one slice, or of at most
   `layout_at_once` pending lines, behaves as without.
+- what is pending (pending_order()): with layouts in slices, the order the cursors walk now and then the requests
+  that arrived since its layout began (the ArrivalLog the admission policy feeds), never a layout at once.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
+from blendserve.core.sched.arrivals import ArrivalLog
 from blendserve.core.sched.layout_job import LayoutJob
 from blendserve.core.sched.ordering import SplitPlan, blend_order, footprint, plan_splits, req_comp_tokens
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
@@ -107,7 +110,9 @@ class DualScanner:
         self._job: LayoutJob | None = None
         self._retired: list[list[TreeRequest]] = []  # replaced orders, let go of a slice per call
         self.layouts = 0  # layouts installed (the bench reports them)
-        self._built_at = -1
+        self._built_at = -1  # the tree's insert count the order is current for; -1: estimates changed since
+        self._order_from = 0  # the tree's insert count when the order's layout began: later arrivals are not in it
+        self.arrivals = ArrivalLog()  # inserts, as the admission policy notes them (pending_order())
         self.order: list[TreeRequest] = []
         self.lo = 0
         self.hi = -1
@@ -124,7 +129,8 @@ class DualScanner:
         self.plan = plan_splits(self.tree, self.split_budget)
         self.order = blend_order(self.tree, self.plan)
         self.lo, self.hi = 0, len(self.order) - 1
-        self._built_at = self.tree.inserts
+        self._built_at = self._order_from = self.tree.inserts
+        self.arrivals.forget_before(self._order_from)
         self.layouts += 1
 
     def invalidate(self) -> None:
@@ -140,11 +146,11 @@ class DualScanner:
             self._free_retired()
         if self._built_at == self.tree.inserts:
             return
-        if self.layout_slice is None or len(self.tree) <= self.layout_at_once:
+        if not self._sliced():
             self.rebuild()
             return
         if self._job is None:
-            self._job = LayoutJob(self.tree, self.split_budget)
+            self._job = LayoutJob(self.tree, self.split_budget, self.arrivals)
         self._skip_removed()
         if not self._job.advance(None if self.lo > self.hi else self.layout_slice):
             return
@@ -152,11 +158,16 @@ class DualScanner:
         self._retired.append(self.order)  # its last references to lines that left: freed in slices, not here
         self.plan, self.order = job.plan, job.order
         self.lo, self.hi = 0, len(job.order) - 1
-        self._built_at = job.started_at
+        self._built_at = self._order_from = job.started_at
+        self.arrivals.forget_before(job.started_at)
         self.layouts += 1
         self._skip_removed()
         if self.lo > self.hi and self._built_at != self.tree.inserts:
             self.rebuild()  # requests arrived behind the job and nothing else is left to serve
+
+    def _sliced(self) -> bool:
+        """Whether layouts are done in slices now (layout_slice set and the tree above layout_at_once)."""
+        return self.layout_slice is not None and len(self.tree) > self.layout_at_once
 
     def _free_retired(self) -> None:
         """Drop up to `layout_slice` x 8 references held by replaced orders (cheap decrefs, some frees)."""
@@ -282,9 +293,18 @@ class DualScanner:
         self.rate_mem -= mem_rate
 
     def pending_order(self) -> list[TreeRequest]:
-        """The requests the cursors have yet to reach, in blend order (laid out again first if requests arrived
-        or estimates changed, as the next next_requests() call would). Taken requests may still be listed:
-        their node is None."""
-        if self._built_at != self.tree.inserts:
+        """Every pending request once: those the cursors have yet to reach, in blend order, then (with layouts in
+        slices) those that arrived since that order's layout began, in arrival order. Without slices (or a tree
+        of at most layout_at_once lines, or inserts the arrival log was not told of) the order is laid out again
+        first, whole, when requests arrived or estimates changed, as the next next_requests() call would. Taken
+        requests may still be listed: their node is None."""
+        inserts = self.tree.inserts
+        if self._built_at != inserts and not (self._sliced() and self.arrivals.covers(self._order_from, inserts)):
             self.rebuild()
-        return self.order[self.lo : self.hi + 1]
+        window = self.order[self.lo : self.hi + 1]
+        if self._order_from == inserts:
+            return window
+        late, again = self.arrivals.since(self._order_from)
+        if again:  # requeued lines the window may list too (taken out of order, then put back): listed once
+            window = [req for req in window if id(req) not in again]
+        return window + late
