@@ -145,7 +145,7 @@ def test_sliced_lanes_hand_out_every_request_once_and_lay_out_whole_only_at_firs
             lanes.done(lane, req, side)
             policy.done(req.key)
             if rng.random() < 0.1:
-                policy._insert(req, again=True)  # requeued (as policy.requeue does)
+                policy._insert(req)  # requeued (as policy.requeue does)
                 policy.pending[req.key] = req
             else:
                 taken.append(req.key)

@@ -19,7 +19,7 @@ from blendserve.core.sched.arrivals import ArrivalLog
 from blendserve.core.sched.layout_job import LayoutJob
 from blendserve.core.sched.ordering import STEP_ITEMS, blend_order, plan_splits
 from blendserve.core.sched.prefix_tree import Node, PrefixTree, TreeRequest
-from blendserve.core.sched.scanner import DualScanner, Side
+from blendserve.core.sched.scanner import DualScanner, Side, without_late
 
 STICKY_SLACK = 1.25
 MAX_PIECES_PER_LANE = 16
@@ -66,7 +66,7 @@ def plan(tree: PrefixTree, lanes: list[Lane], previous: dict[bytes, Lane]) -> Pa
 
 def plan_steps(tree: PrefixTree, lanes: list[Lane], previous: dict[bytes, Lane], part: Partition) -> Iterator[int]:
     """plan() a step at a time, filling `part`: yields the work done (nodes or pieces looked at) per step, so a
-    lane layout can be done in slices (lane_layout.py). The pieces' nodes are held so their ids stay theirs."""
+    lane layout can be done in slices (LaneLayoutJob). The pieces' nodes are held so their ids stay theirs."""
     part.load = {lane: 0.0 for lane in lanes}
     if not lanes or tree.root.n == 0:
         return
@@ -141,15 +141,13 @@ class LaneLayoutJob(LayoutJob):
     order's cut by lane (cut_steps), so no wave lays out a million lines at once. Run to the end in one call it
     gives what plan() + cut_by_lane() give. `orders`: the cut by lane; `part`: pinned after `pins`."""
 
-    def __init__(
-        self, tree: PrefixTree, lanes: list[Lane], pins: dict[bytes, Lane], arrivals: ArrivalLog | None = None
-    ) -> None:
+    def __init__(self, tree: PrefixTree, lanes: list[Lane], pins: dict[bytes, Lane]) -> None:
         self.lanes, self.pins, self.part = list(lanes), pins, Partition()
         self.orders: dict[Lane, list[TreeRequest]] = {lane: [] for lane in self.lanes}
-        super().__init__(tree, 0.01, arrivals)  # plan_splits' default budget, as cut_by_lane lays out
+        super().__init__(tree, 0.01)  # plan_splits' default budget, as cut_by_lane lays out
 
-    def _run(self, tree: PrefixTree, split_budget: float, arrivals: ArrivalLog | None) -> Iterator[int]:
-        yield from super()._run(tree, split_budget, arrivals)
+    def _run(self, tree: PrefixTree, split_budget: float) -> Iterator[int]:
+        yield from super()._run(tree, split_budget)
         yield from plan_steps(tree, self.lanes, self.pins, self.part)
         yield from cut_steps(self.order, self.part, self.lanes, self.orders)
 
@@ -179,7 +177,7 @@ class LaneScanner(DualScanner):
 class LaneScanners:
     """One scanner per lane over the shared tree, the lanes' KV footprint in flight per side, and the pins.
 
-    Layouts (the global order, the partition, the cut) are done in slices like DualScanner's (lane_layout.py),
+    Layouts (the global order, the partition, the cut) are done in slices like DualScanner's (LaneLayoutJob),
     when `layout_slice` is set and the tree holds more than `layout_at_once` lines: a slice per next_requests()
     while every lane's scanner goes on over its current cut, installed when complete. A layout is finished at
     once only when the asking lane has walked its whole cut (a lane whose cut was empty waits for the slices:
@@ -239,7 +237,7 @@ class LaneScanners:
             self.replan()
             return
         if self._job is None:
-            self._job = LaneLayoutJob(self.tree, self.lanes, self.part.pins, self.arrivals)
+            self._job = LaneLayoutJob(self.tree, self.lanes, self.part.pins)
             self._stale = False  # the job reads the estimates as they are now
         scanner = self.scanners[lane]
         scanner._skip_removed()
@@ -264,9 +262,7 @@ class LaneScanners:
             self.replan()
         if self._built_at == self.tree.inserts:
             return list(self.order)
-        late, again = self.arrivals.since(self._built_at)
-        order = [req for req in self.order if id(req) not in again] if again else self.order
-        return order + late
+        return without_late(self.order, self.arrivals.since(self._built_at))
 
     def lane_for_removed(self, req: TreeRequest) -> Lane:
         """Lane of a request already out of the tree (a §5.4 sample): by where its prefix still is."""

@@ -27,7 +27,6 @@ class ArrivalLog:
     def __init__(self) -> None:
         self._reqs: list[TreeRequest] = []
         self._seqs = array("q")  # insert number of each entry
-        self._again = array("b")  # 1: the request went back into the tree (requeued): an order may list it already
         self._last = -1  # insert number of the last note
         self._contiguous_from = 0  # every insert from this number to _last was noted
         self._kept = 0  # entries left by the last compaction
@@ -35,14 +34,13 @@ class ArrivalLog:
     def __len__(self) -> int:
         return len(self._reqs)
 
-    def note(self, req: TreeRequest, seq: int, again: bool = False) -> None:
-        """`req` was inserted as the tree's insert number `seq`; `again` when it had been in the tree before."""
+    def note(self, req: TreeRequest, seq: int) -> None:
+        """`req` was inserted as the tree's insert number `seq` (a requeued request is noted again)."""
         if seq != self._last + 1:
             self._contiguous_from = seq  # inserts before this one went unnoted
         self._last = seq
         self._reqs.append(req)
         self._seqs.append(seq)
-        self._again.append(again)
         if len(self._reqs) > 2 * self._kept + COMPACT_FLOOR:
             self._compact()
 
@@ -54,18 +52,13 @@ class ArrivalLog:
         """Drop the entries inserted before insert number `mark` (a layout that started at `mark` lists them)."""
         cut = bisect_left(self._seqs, mark)
         if cut:
-            del self._reqs[:cut], self._seqs[:cut], self._again[:cut]
+            del self._reqs[:cut], self._seqs[:cut]
 
-    def ids_since(self, mark: int) -> set[int]:
-        """The ids of every request noted from insert number `mark` on, in the tree or not."""
-        return {id(req) for req in self._reqs[bisect_left(self._seqs, mark) :]}
-
-    def since(self, mark: int) -> tuple[list[TreeRequest], set[int]]:
-        """The requests inserted from insert number `mark` on and still in the tree, once each, in arrival order;
-        and the ids of those among them that had been in the tree before (an older order may list them too)."""
+    def since(self, mark: int) -> list[TreeRequest]:
+        """The requests inserted from insert number `mark` on and still in the tree, once each, in arrival order (a
+        request inserted twice, requeued, at its latest insert)."""
         out: list[TreeRequest] = []
         seen: set[int] = set()
-        again: set[int] = set()
         start = bisect_left(self._seqs, mark)
         for i in range(len(self._reqs) - 1, start - 1, -1):  # from the newest: a request's latest insert counts
             req = self._reqs[i]
@@ -73,10 +66,8 @@ class ArrivalLog:
                 continue
             seen.add(id(req))
             out.append(req)
-            if self._again[i]:
-                again.add(id(req))
         out.reverse()
-        return out, again
+        return out
 
     def _compact(self) -> None:
         """Keep only the entries whose request is still in the tree, each at its latest insert."""
@@ -87,5 +78,4 @@ class ArrivalLog:
         keep = sorted(latest.values())
         self._reqs = [self._reqs[i] for i in keep]
         self._seqs = array("q", (self._seqs[i] for i in keep))
-        self._again = array("b", (self._again[i] for i in keep))
         self._kept = len(keep)

@@ -5,17 +5,13 @@ A LayoutJob runs ordering.plan_splits_steps() then ordering.blend_order_steps() 
 units (a unit: one child or one item looked at), to go on at the next call. Meanwhile the scanner's cursors go on
 over the order it already has. The tree may change between slices; what that means is in blend_order_steps().
 Run to the end in one call, a job lays out exactly what plan_splits() + blend_order() would.
-Given the scanner's ArrivalLog, a job's order leaves out the requests inserted after it started (the walk may
-have met some of them): the order lists what was pending when it began, and the log lists the rest, once each
-(scanner.pending_order()); they are laid out by the next job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from blendserve.core.sched.arrivals import ArrivalLog
-from blendserve.core.sched.ordering import STEP_ITEMS, SplitPlan, blend_order_steps, plan_splits_steps
+from blendserve.core.sched.ordering import SplitPlan, blend_order_steps, plan_splits_steps
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
 
 
@@ -23,31 +19,17 @@ class LayoutJob:
     """One layout in progress. `started_at` is the tree's insert count when it began: requests inserted since may
     be missing from its order, and the scanner lays out again once this one is in."""
 
-    def __init__(self, tree: PrefixTree, split_budget: float, arrivals: ArrivalLog | None = None) -> None:
+    def __init__(self, tree: PrefixTree, split_budget: float) -> None:
         self.started_at = tree.inserts
         self.plan = SplitPlan()
         self.order: list[TreeRequest] = []
         self.units = 0  # work done so far (the bench reports it)
-        self._steps = self._run(tree, split_budget, arrivals)
+        self._steps = self._run(tree, split_budget)
         self.done = False
 
-    def _run(self, tree: PrefixTree, split_budget: float, arrivals: ArrivalLog | None) -> Iterator[int]:
+    def _run(self, tree: PrefixTree, split_budget: float) -> Iterator[int]:
         yield from plan_splits_steps(tree, self.plan, split_budget)
         yield from blend_order_steps(tree, self.plan, self.order)
-        if arrivals is not None:
-            yield from self._drop_late(arrivals)
-
-    def _drop_late(self, arrivals: ArrivalLog) -> Iterator[int]:
-        """Leave out of the order the requests inserted since the job started (none: nothing to do); the walk
-        is over, so no later arrival can be in it."""
-        late = arrivals.ids_since(self.started_at)
-        if not late:
-            return
-        kept: list[TreeRequest] = []
-        for start in range(0, len(self.order), STEP_ITEMS):
-            kept.extend(req for req in self.order[start : start + STEP_ITEMS] if id(req) not in late)
-            yield STEP_ITEMS
-        self.order = kept
 
     def advance(self, budget: int | None) -> bool:
         """Do about `budget` units of work (None: all of it). True once the order is complete."""

@@ -119,10 +119,10 @@ class AdmissionPolicy:
         self._insert(req)
         return req
 
-    def _insert(self, req: TreeRequest, again: bool = False) -> None:
+    def _insert(self, req: TreeRequest) -> None:
         self.tree.insert(req)
         for log in self.arrival_logs:
-            log.note(req, self.tree.inserts - 1, again)
+            log.note(req, self.tree.inserts - 1)
         self.pending[req.key] = req
         heapq.heappush(self.longest, (-req.d_est, next(self._seq), req))
         if req.group is not None:
@@ -272,7 +272,7 @@ class AdmissionPolicy:
         req = self.done(key)
         if req is None:
             return False
-        self._insert(req, again=True)
+        self._insert(req)
         return True
 
     # ---- checks -------------------------------------------------------------------------------------------

@@ -87,6 +87,16 @@ def split_fraction(rho_left: float, rho_right: float, rho_target: float) -> floa
     return min(1.0, max(0.0, (rho_target - rho_right) / (rho_left - rho_right)))
 
 
+def without_late(order: list[TreeRequest], late: list[TreeRequest]) -> list[TreeRequest]:
+    """A new list: `order`, then `late`, each request once. A layout in slices reads each node when its walk gets
+    there, so it may list requests that arrived after it began; a requeued one may stand where it was taken.
+    O(len(order)) when anything arrived, a C-speed filter (tens of ms at 1M lines)."""
+    if not late:
+        return list(order)
+    ids = {id(req) for req in late}
+    return [req for req in order if id(req) not in ids] + late
+
+
 class DualScanner:
     """Two cursors over blend_order(): left takes compute-heavy work, right memory-heavy, each in DFS order."""
 
@@ -111,7 +121,7 @@ class DualScanner:
         self._retired: list[list[TreeRequest]] = []  # replaced orders, let go of a slice per call
         self.layouts = 0  # layouts installed (the bench reports them)
         self._built_at = -1  # the tree's insert count the order is current for; -1: estimates changed since
-        self._order_from = 0  # the tree's insert count when the order's layout began: later arrivals are not in it
+        self._order_from = 0  # the tree's insert count when the order's layout began: later arrivals may be missing
         self.arrivals = ArrivalLog()  # inserts, as the admission policy notes them (pending_order())
         self.order: list[TreeRequest] = []
         self.lo = 0
@@ -150,7 +160,7 @@ class DualScanner:
             self.rebuild()
             return
         if self._job is None:
-            self._job = LayoutJob(self.tree, self.split_budget, self.arrivals)
+            self._job = LayoutJob(self.tree, self.split_budget)
         self._skip_removed()
         if not self._job.advance(None if self.lo > self.hi else self.layout_slice):
             return
@@ -304,7 +314,4 @@ class DualScanner:
         window = self.order[self.lo : self.hi + 1]
         if self._order_from == inserts:
             return window
-        late, again = self.arrivals.since(self._order_from)
-        if again:  # requeued lines the window may list too (taken out of order, then put back): listed once
-            window = [req for req in window if id(req) not in again]
-        return window + late
+        return without_late(window, self.arrivals.since(self._order_from))
