@@ -183,3 +183,31 @@ def test_a_small_tree_is_laid_out_for_the_lanes_at_once_as_before():
     tree.insert(TreeRequest("new", [1, 2, 3, 4], 8))
     lanes.next_requests("b", 1e9, 0)  # an arrival: laid out again, whole
     assert any(r.key == "new" for s in lanes.scanners.values() for r in s.order)
+
+
+def test_many_workers_sample_each_new_group_once_from_the_lines_that_arrived():
+    """§5.4 samples in many-worker mode (PendingSet.samples_by_lane): the lines already waiting when the lanes
+    are set, then only the groups of lines that arrived since the last sample, never the whole tree again."""
+    from blendserve.core.dispatch.pending import PendingSet
+    from blendserve.core.runtime.base import SamplingParams
+    from blendserve.store.dispatch_queries import PendingRow
+
+    pending = PendingSet(PerfModel.preset())
+    params = SamplingParams(max_new_tokens=16)
+
+    def add_job(job: int, lines: int, first_id: int) -> None:
+        for i in range(lines):
+            row = PendingRow(first_id + i, f"batch_{job}", "", "/v1/chat/completions", 0)
+            pending.add(row, [7, job] * 50 + [first_id + i, i], params)
+
+    add_job(1, 40, 0)
+    add_job(2, 40, 100)
+    pending.set_lanes(["a", "b"])
+    first = pending.samples_by_lane(cap=8)
+    assert {e.row.batch_id for e, _ in first} == {"batch_1", "batch_2"}  # the waiting groups, one pick each
+    assert pending.samples_by_lane(cap=8) == []  # nothing arrived since
+    add_job(3, 40, 200)
+    later = pending.samples_by_lane(cap=8)
+    assert [e.row.batch_id for e, _ in later] == ["batch_3"]  # only the new group: the old ones were sampled
+    assert all(lane in ("a", "b") for _, lane in first + later)
+    pending.policy.check_integrity()

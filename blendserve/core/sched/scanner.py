@@ -27,6 +27,7 @@ Where the paper is silent:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 
 from blendserve.core.sched.arrivals import ArrivalLog
@@ -50,14 +51,19 @@ DEFAULT_BLEND = "rate"
 
 
 def sample_requests(
-    tree: PrefixTree, fraction: float = 0.01, cap: int = 512, unobserved_only: bool = False
+    tree: PrefixTree,
+    fraction: float = 0.01,
+    cap: int = 512,
+    unobserved_only: bool = False,
+    among: Iterable[TreeRequest] | None = None,
 ) -> list[TreeRequest]:
     """Paper §5.4: a small stratified sample to run first, so output lengths are learned for every shared-prefix
     group before the order matters. Groups are the nodes that hold requests' parents (requests with the same
     shared prefix); each gets max(1, fraction of its size) evenly spaced picks, at most `cap` in all, largest
-    groups first. The picks leave the tree."""
+    groups first. `among`: only these requests (those still in the tree) are grouped and picked, e.g. the lines
+    that just arrived, instead of every request in the tree. The picks leave the tree."""
     groups: dict[int, list[TreeRequest]] = {}
-    for req in tree.iter_subtree(tree.root):
+    for req in tree.iter_subtree(tree.root) if among is None else (r for r in among if r.node is not None):
         anchor = req.node.parent if req.node is not None and req.node.parent is not None else req.node
         if unobserved_only and anchor is not None and anchor.obs_n > 0:
             continue  # this group's output lengths are known already
