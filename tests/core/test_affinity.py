@@ -118,6 +118,8 @@ def test_gateway_helpers():
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 100_000), st.sampled_from([1, 5, 40]))
 def test_sliced_lanes_hand_out_every_request_once_and_lay_out_whole_only_at_first(seed, layout_slice):
+    """Whatever the interleaving of arrivals, removals, requeues, invalidations and a lane joining: every line
+    once, pending_order() exact, and no whole layout after the first (a joining lane waits for the slices)."""
     rng = random.Random(seed)
     policy = AdmissionPolicy(PerfModel.preset(), layout_slice=layout_slice, layout_at_once=0)
     lanes = LaneScanners(policy.tree, layout_slice=layout_slice, layout_at_once=0)
@@ -157,6 +159,9 @@ def test_sliced_lanes_hand_out_every_request_once_and_lay_out_whole_only_at_firs
             removed.add(victim)
         if rng.random() < 0.1:
             lanes.invalidate()
+        if rng.random() < 0.02 and "e" not in names:  # a worker joins: it waits for the slices, nobody stalls
+            names.append("e")
+            lanes.set_lanes(names)
         listed = [r.key for r in lanes.pending_order() if r.node is not None]
         assert len(listed) == len(set(listed)) and set(listed) == set(policy.pending)
         policy.check_integrity()

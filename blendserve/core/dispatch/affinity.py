@@ -125,14 +125,19 @@ def cut_by_lane(tree: PrefixTree, part: Partition, lanes: list[Lane]) -> dict[La
 def cut_steps(
     order: list[TreeRequest], part: Partition, lanes: list[Lane], orders: dict[Lane, list[TreeRequest]]
 ) -> Iterator[int]:
-    """cut_by_lane() of a given order, STEP_ITEMS requests per step (yields the requests looked at)."""
-    memo: dict[int, Lane | None] = {}
+    """cut_by_lane() of a given order, STEP_ITEMS requests per step (yields the requests looked at). A node's
+    requests stand together in the order (depth-first), so only the last node's lane is remembered: a memo of
+    every node grew to a million entries, and its resizes alone took up to 125 ms in one step."""
+    spare = orders[lanes[0]]  # a request whose node has no lane (taken, or in no piece)
+    last_node: Node | None = None
+    last_lane: Lane | None = part.lane_of(None)
     for start in range(0, len(order), STEP_ITEMS):
         chunk = order[start : start + STEP_ITEMS]
         for req in chunk:
-            key = id(req.node)
-            lane = memo[key] if key in memo else memo.setdefault(key, part.lane_of(req.node))
-            orders.get(lane, orders[lanes[0]]).append(req)
+            node = req.node
+            if node is not last_node:
+                last_node, last_lane = node, part.lane_of(node)
+            orders.get(last_lane, spare).append(req)
         yield len(chunk)
 
 
@@ -181,7 +186,8 @@ class LaneScanners:
     when `layout_slice` is set and the tree holds more than `layout_at_once` lines: a slice per next_requests()
     while every lane's scanner goes on over its current cut, installed when complete. A layout is finished at
     once only when the asking lane has walked its whole cut (a lane whose cut was empty waits for the slices:
-    else it would force a whole layout on every call), or when a lane has never had a cut (the lane set grew).
+    else it would force a whole layout on every call), or when no lane has had a cut yet (the first layout). A lane
+    that joins later waits for the slices (seconds at 1M lines) rather than stall every lane for a whole layout.
     Smaller trees are laid out at once, as without slices. Arrivals since the installed layout began are noted
     in `arrivals` (the admission policy feeds it; pending.py) for pending_order()."""
 
@@ -233,7 +239,7 @@ class LaneScanners:
     def _refresh(self, lane: Lane) -> None:
         if not self._stale and self._built_at == self.tree.inserts:
             return
-        if not self.sliced() or any(self.scanners[ln].cut_size < 0 for ln in self.lanes):
+        if not self.sliced() or all(self.scanners[ln].cut_size < 0 for ln in self.lanes):
             self.replan()
             return
         if self._job is None:
@@ -255,8 +261,9 @@ class LaneScanners:
         self.layouts += 1
 
     def pending_order(self) -> list[TreeRequest]:
-        """Every waiting line once: the global order of the installed layout (lines the lanes took are listed
-        with node None), then the lines that arrived since it began, in arrival order. Laid out first, whole,
+        """Every waiting line: the global order of the installed layout (lines the lanes took are listed with node
+        None), then the lines that arrived since it began, in arrival order (once each up to DEDUPE_LINES, as
+        scanner.without_late says). Laid out first, whole,
         only when the arrival log cannot tell (inserts it was not told of) or nothing was ever laid out."""
         if not self.arrivals.covers(self._built_at, self.tree.inserts) or self._built_at < 0:
             self.replan()

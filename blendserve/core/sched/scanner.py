@@ -93,12 +93,18 @@ def split_fraction(rho_left: float, rho_right: float, rho_target: float) -> floa
     return min(1.0, max(0.0, (rho_target - rho_right) / (rho_left - rho_right)))
 
 
+# Above this many lines in the order, pending_order() does not look for duplicates (a pass over a million scattered
+# requests is ~0.4 s of the event loop): the planner samples such a queue (eta.py), and a few lines listed twice
+# among that many change nothing it reports.
+DEDUPE_LINES = 50_000
+
+
 def without_late(order: list[TreeRequest], late: list[TreeRequest]) -> list[TreeRequest]:
-    """A new list: `order`, then `late`, each request once. A layout in slices reads each node when its walk gets
-    there, so it may list requests that arrived after it began; a requeued one may stand where it was taken.
-    O(len(order)) when anything arrived, a C-speed filter (tens of ms at 1M lines)."""
-    if not late:
-        return list(order)
+    """A new list: `order`, then `late`. A layout in slices reads each node when its walk gets there, so it may list
+    requests that arrived after it began, and a requeued one may stand where it was taken: each is listed once
+    (at the end) when `order` holds at most DEDUPE_LINES lines, and may be listed twice above that."""
+    if not late or len(order) > DEDUPE_LINES:
+        return order + late
     ids = {id(req) for req in late}
     return [req for req in order if id(req) not in ids] + late
 
@@ -309,8 +315,9 @@ class DualScanner:
         self.rate_mem -= mem_rate
 
     def pending_order(self) -> list[TreeRequest]:
-        """Every pending request once: those the cursors have yet to reach, in blend order, then (with layouts in
-        slices) those that arrived since that order's layout began, in arrival order. Without slices (or a tree
+        """Every pending request, those the cursors have yet to reach, in blend order, then (with layouts in
+        slices) those that arrived since that order's layout began, in arrival order; once each up to
+        DEDUPE_LINES (without_late). Without slices (or a tree
         of at most layout_at_once lines, or inserts the arrival log was not told of) the order is laid out again
         first, whole, when requests arrived or estimates changed, as the next next_requests() call would. Taken
         requests may still be listed: their node is None."""
