@@ -119,10 +119,10 @@ def test_the_log_stays_bounded_when_no_layout_is_installed():
 
 
 def test_without_late_lists_each_request_once_up_to_its_limit(monkeypatch):
-    from blendserve.core.sched import scanner
+    from blendserve.core.sched import arrivals
 
     reqs = [TreeRequest(i, [i], 4) for i in range(6)]
     order, late = reqs[:4], [reqs[2], reqs[5]]  # reqs[2]: met by the layout's walk, or requeued
-    assert [r.key for r in scanner.without_late(order, late)] == [0, 1, 3, 2, 5]
-    monkeypatch.setattr(scanner, "DEDUPE_LINES", 3)  # a longer order is not searched (eta samples it)
-    assert [r.key for r in scanner.without_late(order, late)] == [0, 1, 2, 3, 2, 5]
+    assert [r.key for r in arrivals.without_late(order, late)] == [0, 1, 3, 2, 5]
+    monkeypatch.setattr(arrivals, "DEDUPE_LINES", 3)  # a longer order is not searched (eta samples it)
+    assert [r.key for r in arrivals.without_late(order, late)] == [0, 1, 2, 3, 2, 5]

@@ -174,7 +174,7 @@ def test_kv_blend_follows_alg3_split():
 
 
 def test_sampling_is_stratified_and_leaves_the_tree():
-    from blendserve.core.sched.scanner import sample_requests
+    from blendserve.core.sched.sampling import sample_requests
 
     tree, reqs = _mixed_tree(random.Random(8), n=500)
     samples = sample_requests(tree, fraction=0.02)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import heapq
 from collections.abc import Hashable, Iterator, Sequence
 
-from blendserve.core.sched.arrivals import ArrivalLog
+from blendserve.core.sched.arrivals import ArrivalLog, without_late
 from blendserve.core.sched.layout_job import LayoutJob
 from blendserve.core.sched.ordering import STEP_ITEMS, blend_order, plan_splits
 from blendserve.core.sched.prefix_tree import Node, PrefixTree, TreeRequest
-from blendserve.core.sched.scanner import DualScanner, Side, without_late
+from blendserve.core.sched.scanner import DualScanner, Side
 
 STICKY_SLACK = 1.25
 MAX_PIECES_PER_LANE = 16
@@ -263,7 +263,7 @@ class LaneScanners:
     def pending_order(self) -> list[TreeRequest]:
         """Every waiting line: the global order of the installed layout (lines the lanes took are listed with node
         None), then the lines that arrived since it began, in arrival order (once each up to DEDUPE_LINES, as
-        scanner.without_late says). Laid out first, whole,
+        arrivals.without_late says). Laid out first, whole,
         only when the arrival log cannot tell (inserts it was not told of) or nothing was ever laid out."""
         if not self.arrivals.covers(self._built_at, self.tree.inserts) or self._built_at < 0:
             self.replan()

@@ -21,7 +21,8 @@ from blendserve.core.runtime.base import EmbedParams, SamplingParams
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.policy import AdmissionPolicy
 from blendserve.core.sched.prefix_tree import TreeRequest
-from blendserve.core.sched.scanner import LEFT, Side, sample_requests
+from blendserve.core.sched.sampling import sample_requests
+from blendserve.core.sched.scanner import LEFT, Side
 from blendserve.store.dispatch_queries import PendingRow
 
 

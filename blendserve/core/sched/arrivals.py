@@ -79,3 +79,19 @@ class ArrivalLog:
         self._reqs = [self._reqs[i] for i in keep]
         self._seqs = array("q", (self._seqs[i] for i in keep))
         self._kept = len(keep)
+
+
+# Above this many lines in the order, pending_order() does not look for duplicates (a pass over a million scattered
+# requests is ~0.4 s of the event loop): the planner samples such a queue (eta.py), and a few lines listed twice
+# among that many change nothing it reports.
+DEDUPE_LINES = 50_000
+
+
+def without_late(order: list[TreeRequest], late: list[TreeRequest]) -> list[TreeRequest]:
+    """A new list: `order`, then `late`. A layout in slices reads each node when its walk gets there, so it may list
+    requests that arrived after it began, and a requeued one may stand where it was taken: each is listed once
+    (at the end) when `order` holds at most DEDUPE_LINES lines, and may be listed twice above that."""
+    if not late or len(order) > DEDUPE_LINES:
+        return order + late
+    ids = {id(req) for req in late}
+    return [req for req in order if id(req) not in ids] + late

@@ -1,4 +1,4 @@
-"""The dual scanner (BlendServe paper §5.3, Alg. 3) and stratified sampling (§5.4). Pure.
+"""The dual scanner (BlendServe paper §5.3, Alg. 3). Pure. (Stratified sampling, §5.4, is in sampling.py.)
 
 DualScanner walks the order of ordering.blend_order() from both ends at once, the left cursor feeding
 compute-heavy work and the right memory-heavy work. Three blends decide which cursor takes the next request:
@@ -27,10 +27,9 @@ Where the paper is silent:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from enum import StrEnum
 
-from blendserve.core.sched.arrivals import ArrivalLog
+from blendserve.core.sched.arrivals import ArrivalLog, without_late
 from blendserve.core.sched.layout_job import LayoutJob
 from blendserve.core.sched.ordering import SplitPlan, blend_order, footprint, plan_splits, req_comp_tokens
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
@@ -50,40 +49,6 @@ BLENDS = ("cumulative", "rate", "kv")
 DEFAULT_BLEND = "rate"
 
 
-def sample_requests(
-    tree: PrefixTree,
-    fraction: float = 0.01,
-    cap: int = 512,
-    unobserved_only: bool = False,
-    among: Iterable[TreeRequest] | None = None,
-) -> list[TreeRequest]:
-    """Paper §5.4: a small stratified sample to run first, so output lengths are learned for every shared-prefix
-    group before the order matters. Groups are the nodes that hold requests' parents (requests with the same
-    shared prefix); each gets max(1, fraction of its size) evenly spaced picks, at most `cap` in all, largest
-    groups first. `among`: only these requests (those still in the tree) are grouped and picked, e.g. the lines
-    that just arrived, instead of every request in the tree. The picks leave the tree."""
-    groups: dict[int, list[TreeRequest]] = {}
-    for req in tree.iter_subtree(tree.root) if among is None else (r for r in among if r.node is not None):
-        anchor = req.node.parent if req.node is not None and req.node.parent is not None else req.node
-        if unobserved_only and anchor is not None and anchor.obs_n > 0:
-            continue  # this group's output lengths are known already
-        groups.setdefault(id(anchor), []).append(req)
-    picks: list[TreeRequest] = []
-    for members in sorted(groups.values(), key=len, reverse=True):
-        if len(members) < 2:
-            continue  # a group of one teaches nothing about its siblings
-        k = max(1, round(fraction * len(members)))
-        step = len(members) / k
-        picks.extend(members[int(i * step)] for i in range(k))
-        if len(picks) >= cap:
-            break
-    picks = picks[:cap]
-    for req in picks:
-        req.footprint = footprint(req)
-        tree.remove(req)
-    return picks
-
-
 def split_fraction(rho_left: float, rho_right: float, rho_target: float) -> float:
     """Share x of the KV budget for the left cursor so x*rho_L + (1-x)*rho_R = rho_target, clipped to [0,1]
     (so all of it goes to the side nearer the target when the target lies outside both windows; this also
@@ -91,22 +56,6 @@ def split_fraction(rho_left: float, rho_right: float, rho_target: float) -> floa
     if abs(rho_left - rho_right) <= 1e-9 * max(1.0, abs(rho_left), abs(rho_right)):
         return 0.5
     return min(1.0, max(0.0, (rho_target - rho_right) / (rho_left - rho_right)))
-
-
-# Above this many lines in the order, pending_order() does not look for duplicates (a pass over a million scattered
-# requests is ~0.4 s of the event loop): the planner samples such a queue (eta.py), and a few lines listed twice
-# among that many change nothing it reports.
-DEDUPE_LINES = 50_000
-
-
-def without_late(order: list[TreeRequest], late: list[TreeRequest]) -> list[TreeRequest]:
-    """A new list: `order`, then `late`. A layout in slices reads each node when its walk gets there, so it may list
-    requests that arrived after it began, and a requeued one may stand where it was taken: each is listed once
-    (at the end) when `order` holds at most DEDUPE_LINES lines, and may be listed twice above that."""
-    if not late or len(order) > DEDUPE_LINES:
-        return order + late
-    ids = {id(req) for req in late}
-    return [req for req in order if id(req) not in ids] + late
 
 
 class DualScanner:

@@ -24,7 +24,8 @@ from collections import deque
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.policy import AdmissionPolicy
 from blendserve.core.sched.prefix_tree import TreeRequest
-from blendserve.core.sched.scanner import BLENDS, LEFT, Side, sample_requests
+from blendserve.core.sched.sampling import sample_requests
+from blendserve.core.sched.scanner import BLENDS, LEFT, Side
 from blendserve.core.sim.engine import Engine
 from blendserve.core.sim.request import ListPolicy, SimRequest
 from blendserve.core.sim.workloads import TokenPool
