@@ -114,9 +114,9 @@ class OutputLengths:
 
 
 def reestimate(tree: PrefixTree, requests: Iterable[TreeRequest]) -> None:
-    """Re-run the estimate of pending requests and move the differences up their paths: a request's own node
-    at once, the ancestors summed per node first (tree.add_estimate_deltas), so a node shared by many of them is
-    updated once per level, not once per request."""
+    """Re-run the estimate of pending requests and move the differences up their paths: each request's own node
+    at once, then a level at a time with the deltas summed per node, so a node shared by many of them is updated
+    once per level, not once per request (a job's million lines share a handful of ancestors)."""
     above: dict[Node, list[float]] = {}  # parent -> [d delta, mem delta], in first-seen order (deterministic sums)
     estimate, root = tree.lengths.estimate, tree.root
     for req in list(requests):
@@ -127,14 +127,22 @@ def reestimate(tree: PrefixTree, requests: Iterable[TreeRequest]) -> None:
         estimate(req, node, root)
         d, mem = req.d_est - old_d, req.mem - old_mem
         if d or mem:
-            node.d_sum += d
-            node.mem += mem
-            parent = node.parent
-            if parent is not None:
-                delta = above.get(parent)
-                if delta is None:
-                    above[parent] = [d, mem]
-                else:
-                    delta[0] += d
-                    delta[1] += mem
-    tree.add_estimate_deltas(above)
+            _add_and_pass_up(node, d, mem, above)
+    while above:
+        level, above = above, {}
+        for node, (d, mem) in level.items():
+            _add_and_pass_up(node, d, mem, above)
+
+
+def _add_and_pass_up(node: Node, d: float, mem: float, above: dict[Node, list[float]]) -> None:
+    """Add the deltas to `node` and to its parent's entry in `above` (the next level up)."""
+    node.d_sum += d
+    node.mem += mem
+    parent = node.parent
+    if parent is not None:
+        delta = above.get(parent)
+        if delta is None:
+            above[parent] = [d, mem]
+        else:
+            delta[0] += d
+            delta[1] += mem

@@ -206,25 +206,6 @@ class PrefixTree:
             node.mem += mem
             node = node.parent
 
-    def add_estimate_deltas(self, deltas: dict[Node, list[float]]) -> None:
-        """Add [d, mem] deltas to each node and its ancestors, a level at a time: a node reached from several
-        children gets their sum in one update."""
-        level = deltas
-        while level:
-            above: dict[Node, list[float]] = {}
-            for node, (d, mem) in level.items():
-                node.d_sum += d
-                node.mem += mem
-                parent = node.parent
-                if parent is not None:
-                    acc = above.get(parent)
-                    if acc is None:
-                        above[parent] = [d, mem]
-                    else:
-                        acc[0] += d
-                        acc[1] += mem
-            level = above
-
     # ---- output-length learning (estimates.py) ----------------------------------------------------
 
     def observe(self, tokens: Sequence[int], output_tokens: int, group: object = None) -> None:
