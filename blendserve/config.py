@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Path.home() / ".cache" / "blendserve" / "models"
     simulated_time_scale: float = 0.0
     max_inflight: int | None = None  # cap on requests in flight on the runtime (default: the runtime's own)
+    # decode pacing (core/sched/pacing.py): right for SGLang, whose steps run prefill/decode operators in sequence
+    pace_decode: bool = True
 
     log_format: Literal["text", "json"] = "text"  # json: one object per line, with the request id
 

@@ -15,6 +15,7 @@ class DispatchConfig:
     max_attempts: int = 3
     retry_backoff_s: float = 0.5
     max_inflight: int | None = None  # cap on requests in flight on the runtime (None: the runtime's own)
+    pace_decode: bool = True  # core/sched/pacing.py
     max_free_requeues: int = 20  # per line: failures while the runtime is down that cost no attempt
     health: HealthConfig = field(default_factory=HealthConfig)
 
@@ -26,6 +27,7 @@ class DispatchConfig:
             max_attempts=settings.max_attempts,
             retry_backoff_s=settings.retry_backoff_s,
             max_inflight=settings.max_inflight,
+            pace_decode=settings.pace_decode,
             health=HealthConfig(
                 failure_threshold=settings.breaker_failure_threshold,
                 probe_interval_s=settings.probe_interval_s,

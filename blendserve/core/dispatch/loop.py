@@ -60,7 +60,7 @@ class Dispatcher:
         self.stats = DispatchStats()
         self.meter = ThroughputMeter()
         self.stats.line_observers.append(self.meter.record)
-        self.pending = PendingSet(runtime.info.perf)
+        self.pending = PendingSet(runtime.info.perf, pace=config.pace_decode)
         self.health = RuntimeHealth(health_check_of(runtime), config.health)
         self.runner = LineRunner(
             self.dbw, runtime, config, self.pending, self.stats, lambda: self.wake(False), self.health

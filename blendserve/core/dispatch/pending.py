@@ -50,8 +50,9 @@ def _kept_body(row: PendingRow) -> str:
 
 
 class PendingSet:
-    def __init__(self, perf: PerfModel) -> None:
-        self.policy = AdmissionPolicy(perf, tree=CompactTree(perf))  # each prompt token held once (compact_tree.py)
+    def __init__(self, perf: PerfModel, pace: bool = True) -> None:
+        # each prompt token held once (compact_tree.py)
+        self.policy = AdmissionPolicy(perf, tree=CompactTree(perf), pace=pace)
         self.tree = self.policy.tree
         self.scanner = self.policy.scanner
         self.entries: dict[int, Entry] = {}  # pending and in flight, by row id

@@ -15,6 +15,8 @@ Critical path: a pending request whose own decode time (estimated length x one w
 step can cost) reaches the pending work's time (max of its compute and memory time) starts now, whatever the
 blend says: the schedule cannot end before it does, and a long generation started late is a tail of near-empty,
 weight-bound steps.
+Pacing (pacing.py; `pace`, for engines that run a step's operators in sequence): while a long generation runs,
+the other lines spread over its decode steps; the critical path's own lines are never held back.
 At scale, layouts and a job's re-estimation are done a slice per next_batch call (layout_job.py, reestimation.py):
 no call lays out or re-estimates a million lines at once; below one slice they are done at once.
 
@@ -49,6 +51,7 @@ import itertools
 from collections.abc import Sequence
 
 from blendserve.core.sched.arrivals import ArrivalLog
+from blendserve.core.sched.pacing import DecodePacer, ridge_lines
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
 from blendserve.core.sched.reestimation import ReestimateQueue
@@ -75,6 +78,7 @@ class AdmissionPolicy:
         layout_slice: int | None = LAYOUT_SLICE,
         reestimate_slice: int | None = REESTIMATE_SLICE,
         layout_at_once: int = LAYOUT_AT_ONCE,
+        pace: bool = True,
     ):
         self.tree = tree if tree is not None else PrefixTree(perf)  # a caller may bring a subclass (compact tokens)
         self.scanner = DualScanner(
@@ -98,6 +102,7 @@ class AdmissionPolicy:
         self.step_floor = perf.weight_read_time  # seconds: no decode step is faster than reading the weights
         self.longest: list[tuple[float, int, TreeRequest]] = []  # max-heap by d_est (lazy: stale entries skipped)
         self._seq = itertools.count()
+        self.pacer = DecodePacer(ridge_lines(perf)) if pace else None
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -156,6 +161,8 @@ class AdmissionPolicy:
             if not self.reestimates.waiting:  # every queued job's lines carry its new estimate: lay out again
                 self.scanner.invalidate()
         picked: list[tuple[TreeRequest, Side]] = self._critical(limit)
+        if self.pacer is not None:
+            limit = min(limit, len(picked) + self._paced_room(picked))
         while self.to_probe and len(picked) < limit:
             picked += self._probe(self.to_probe.pop(0), limit - len(picked))
         if len(picked) < limit:
@@ -165,6 +172,11 @@ class AdmissionPolicy:
         for req, side in picked:
             self.mark_taken(req, side, new_round=False)
         return picked
+
+    def _paced_room(self, critical: list[tuple[TreeRequest, Side]]) -> int:
+        assert self.pacer is not None  # the critical lines just taken are out of the tree, not yet in flight
+        longest = -self.longest[0][0] if self.longest else 0.0  # after _critical(): a pending line's, mostly
+        return self.pacer.room(len(self.inflight), [r.d_est for r, _ in critical], self.tree.root.d_sum, longest)
 
     def _critical(self, limit: int) -> list[tuple[TreeRequest, Side]]:
         """Pending requests on the critical path (module docstring), longest first."""
@@ -223,6 +235,8 @@ class AdmissionPolicy:
         self.inflight[req.key] = (req, side)
         self.inflight_kv[side] += req.footprint
         self.tree.lengths.admitted(req.group, req.key, self.rounds)
+        if self.pacer is not None:
+            self.pacer.admitted(req.key, req.d_est)
 
     # ---- results ----------------------------------------------------------------------------------------
 
@@ -232,6 +246,8 @@ class AdmissionPolicy:
             return False
         req = entry[0]
         self.scanner.settle(key, output_tokens)
+        if self.pacer is not None:
+            self.pacer.finished(key, output_tokens)
         lengths = self.tree.lengths
         if lengths.observe_job(req.group, output_tokens, req.key):
             self._maybe_relayout(req.group)
@@ -265,6 +281,8 @@ class AdmissionPolicy:
         req, side = entry
         self.inflight_kv[side] -= req.footprint
         self.tree.lengths.dropped(req.group, key)
+        if self.pacer is not None:
+            self.pacer.left(key)
         self.scanner.done(req)
         return req
 

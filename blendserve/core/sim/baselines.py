@@ -93,7 +93,7 @@ class BlendServeV1(BlendServe):
     """The first build's policy (see the module docstring): what the estimator and blend replaced."""
 
     def __init__(self, perf: PerfModel, pool: TokenPool, kv_budget: float, refill: int = 64) -> None:
-        super().__init__(perf, pool, kv_budget, refill=refill, blend="rate", probe=0)
+        super().__init__(perf, pool, kv_budget, refill=refill, blend="rate", probe=0, pace=False)
         self.sampled = False
 
     def add(self, req: SimRequest) -> None:
@@ -111,7 +111,12 @@ class BlendServeV1(BlendServe):
         return super().peek(engine)
 
 
-def make_policy(name: str, perf: PerfModel, pool: TokenPool, kv_budget: float, seed: int, **kwargs):
+def make_policy(
+    name: str, perf: PerfModel, pool: TokenPool, kv_budget: float, seed: int, mode: str = "sglang", **kwargs
+):
+    """A fresh policy by name (POLICIES). BlendServe's own paces decode (pacing.py) for the engine modes that run a
+    step's operators in sequence, and not for `overlapped`, whose steps hide a wide batch's compute."""
+    kwargs.setdefault("pace", mode != "overlapped")
     if name == "fcfs":
         return ListPolicy()
     if name == "shuffled":
@@ -124,5 +129,5 @@ def make_policy(name: str, perf: PerfModel, pool: TokenPool, kv_budget: float, s
         blend = name.rsplit("-", 1)[1]
         return BlendServe(perf, pool, kv_budget, oracle="-oracle-" in name, blend=blend, **kwargs)
     if name == "blendserve-v1":
-        return BlendServeV1(perf, pool, kv_budget)
+        return BlendServeV1(perf, pool, kv_budget)  # the first build's: no pacing
     raise ValueError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}")

@@ -61,7 +61,7 @@ def run_case(case: Case, mode: str, policies: list[str], perf: PerfModel, hw: Ha
     results: dict[str, SimResult] = {}
     for name in policies:
         t0 = time.perf_counter()
-        policy = make_policy(name, perf, pool, cfg.kv_capacity, case.seed)
+        policy = make_policy(name, perf, pool, cfg.kv_capacity, case.seed, mode)
         results[name] = simulate(policy, hw, cfg, case.requests)
         log(f"#   {case.trace} s{case.seed} {mode} {name}: {time.perf_counter() - t0:.1f} s wall")
     tokens = sum(r.prompt_len + r.output_len for r in case.requests)

@@ -1,0 +1,92 @@
+"""Decode pacing for engines that run a step's operators in sequence (SGLang, mixed chunks or not). Pure.
+
+While a long generation runs, the schedule cannot end before it does: its remaining decode steps are the critical
+path. Each of those steps reads the weights once, whether it decodes one line or a ridge's worth (weight read
+time / compute time per token: 243 lines for Llama-3.1-8B on an H100 by the perf model), so lines that decode
+beside it cost no extra GEMM time up to the ridge. Admitting greedily instead runs the other work in a few wide,
+compute-bound decode batches (each line then pays its own compute) and leaves the critical path to decode alone
+in weight-bound steps at the end. Pacing caps the lines in flight at
+
+    max(ridge, SLACK * output tokens left / critical-path steps left)
+
+so the other work spreads over the critical path and still ends before it (SLACK > 1: estimates err). Without a
+long generation the second term is far above what the KV cache holds, and pacing changes nothing.
+An engine that overlaps compute with memory (NanoFlow-like) hides a wide batch's compute: no pacing there.
+
+Steps are counted without a clock: a virtual decode-step clock, which a finished line moves to at least its
+admission's clock plus its output length (lines admitted together decode together).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+
+from blendserve.core.sched.perf_model import PerfModel
+
+SLACK = 1.2  # the other work is paced to end by 1/SLACK of the critical path: room for estimates that err
+
+
+def ridge_lines(perf: PerfModel) -> float:
+    """Decode lines per step at which a step's GEMM compute reaches its weight read (the perf model's ridge)."""
+    return perf.weight_read_time / perf.comp_per_token
+
+
+class DecodePacer:
+    """How many lines may be in flight now. Contract: admitted() for each line that starts, finished() when it
+    ends with a known output length, left() when it ends otherwise (an unknown key is ignored by both); cap()
+    never raises and is at least `ridge`."""
+
+    def __init__(self, ridge: float, slack: float = SLACK) -> None:
+        self.ridge, self.slack = ridge, slack
+        self.clock = 0.0  # virtual decode steps
+        self.spans: dict[object, tuple[float, float]] = {}  # in flight: key -> (start step, estimated end step)
+        self.sum_ends = 0.0
+        self._latest: list[tuple[float, int, object]] = []  # max-heap of (-end, seq, key), lazy: left lines stay
+        self._seq = itertools.count()  # ties never compare keys (which may not be comparable)
+
+    def admitted(self, key: object, d_est: float) -> None:
+        end = self.clock + d_est
+        self.spans[key] = (self.clock, end)
+        self.sum_ends += end
+        heapq.heappush(self._latest, (-end, next(self._seq), key))
+
+    def finished(self, key: object, output_tokens: int) -> None:
+        span = self.left(key)
+        if span is not None:
+            self.clock = max(self.clock, span[0] + output_tokens)
+
+    def left(self, key: object) -> tuple[float, float] | None:
+        span = self.spans.pop(key, None)
+        if span is not None:
+            self.sum_ends -= span[1]
+            if not self.spans:
+                self.sum_ends, self._latest = 0.0, []  # no float drift across idle periods; the heap is all stale
+        return span
+
+    def cap(self, pending_tokens: float, pending_longest: float) -> float:
+        """Lines allowed in flight, given the pending lines' estimated output tokens and the longest of them."""
+        n = len(self.spans)
+        critical = max(pending_longest, self._latest_end() - self.clock)
+        if critical <= 0:
+            return float("inf")
+        work = max(float(n), self.sum_ends - n * self.clock) + pending_tokens  # a line past its estimate: >= 1
+        return max(self.ridge, self.slack * work / critical)
+
+    def room(self, in_flight: int, taken: list[float], pending_tokens: float, pending_longest: float) -> int:
+        """Lines that may start now beside `in_flight` ones and `taken` ones (estimated lengths of lines taken but
+        not yet admitted()), given the pending lines' estimated output tokens and the longest of them; at least one
+        when nothing would run."""
+        cap = self.cap(pending_tokens + sum(taken), max([pending_longest, *taken]))
+        room = cap - in_flight - len(taken)
+        return max(0 if in_flight or taken else 1, int(min(room, 1 << 30)))
+
+    def _latest_end(self) -> float:
+        latest = self._latest
+        while latest:
+            neg_end, _, key = latest[0]
+            span = self.spans.get(key)
+            if span is not None and span[1] == -neg_end:
+                return -neg_end
+            heapq.heappop(latest)
+        return self.clock

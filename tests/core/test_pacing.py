@@ -1,0 +1,132 @@
+"""Decode pacing (core/sched/pacing.py): the virtual step clock, the cap, the policy's use of it, and what it buys
+on the simulator in the engine modes it is for."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from blendserve.core.sched.pacing import SLACK, DecodePacer, ridge_lines
+from blendserve.core.sched.perf_model import PerfModel
+from blendserve.core.sched.policy import AdmissionPolicy
+from blendserve.core.sim.baselines import make_policy
+from blendserve.core.sim.engine import EngineConfig, simulate
+from blendserve.core.sim.request import SimRequest
+from blendserve.core.sim.step_cost import Hardware
+from blendserve.core.sim.workloads import TokenPool
+
+PERF = PerfModel.preset()
+RIDGE = ridge_lines(PERF)
+
+
+def test_ridge_is_where_a_steps_compute_reaches_its_weight_read():
+    assert RIDGE * PERF.comp_per_token == pytest.approx(PERF.weight_read_time)
+    assert 200 < RIDGE < 300  # Llama-3.1-8B on an H100 by the perf model's efficiencies
+
+
+def test_finishes_move_the_clock_to_start_plus_output():
+    pacer = DecodePacer(ridge=10)
+    pacer.admitted("a", 100)
+    pacer.admitted("b", 50)
+    pacer.finished("b", 40)
+    assert pacer.clock == 40
+    pacer.admitted("c", 10)  # starts at step 40
+    pacer.finished("c", 5)
+    assert pacer.clock == 45
+    pacer.finished("a", 30)  # an earlier finish never moves the clock back
+    assert pacer.clock == 45 and not pacer.spans
+
+
+def test_without_a_long_generation_the_cap_is_far_above_the_ridge():
+    pacer = DecodePacer(ridge=RIDGE)
+    assert pacer.cap(pending_tokens=1_000_000, pending_longest=500) == pytest.approx(SLACK * 1_000_000 / 500)
+
+
+def test_a_long_generation_in_flight_caps_the_others_at_the_ridge_until_its_end_nears():
+    pacer = DecodePacer(ridge=RIDGE)
+    pacer.admitted("long", 20_000)
+    assert pacer.cap(pending_tokens=100_000, pending_longest=300) == RIDGE  # 1.2 * 120k / 20k = 7.2 lines
+    pacer.admitted("short", 300)
+    pacer.finished("short", 19_900)  # the clock says the long line has 100 steps left
+    assert pacer.cap(pending_tokens=100_000, pending_longest=300) == pytest.approx(SLACK * 100_100 / 300)
+
+
+def test_unknown_keys_are_ignored_and_idle_resets_the_sums():
+    pacer = DecodePacer(ridge=5)
+    pacer.finished("nope", 10)
+    assert pacer.left("nope") is None and pacer.clock == 0
+    pacer.admitted("a", 7.5)
+    pacer.left("a")
+    assert pacer.sum_ends == 0 and not pacer._latest
+    assert pacer.cap(0, 0) == float("inf")  # nothing anywhere: no critical path to pace against
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("afl"), st.integers(0, 9), st.integers(1, 5000)), max_size=80))
+def test_sums_clock_and_cap_stay_consistent(ops):
+    pacer = DecodePacer(ridge=RIDGE)
+    clock = 0.0
+    for op, key, n in ops:
+        if op == "a" and key not in pacer.spans:
+            pacer.admitted(key, float(n))
+        elif op == "f":
+            pacer.finished(key, n)
+        else:
+            pacer.left(key)
+        assert pacer.clock >= clock
+        clock = pacer.clock
+        assert pacer.sum_ends == pytest.approx(sum(end for _, end in pacer.spans.values()), abs=1e-6)
+        assert pacer.cap(float(n), float(key)) >= RIDGE
+
+
+def _policy(pace: bool, n_short: int = 2_000) -> AdmissionPolicy:
+    policy = AdmissionPolicy(PERF, pace=pace, probe=0)
+    policy.add("long", [1, 2, 3], 30_000, known_output=30_000)
+    for i in range(n_short):
+        policy.add(i, [9, i % 50, i], 200, known_output=200)
+    return policy
+
+
+def test_the_policy_holds_back_the_others_while_the_long_line_runs():
+    paced, greedy = _policy(pace=True), _policy(pace=False)
+    first = paced.next_batch(1e9, limit=10_000)
+    assert first[0][0].key == "long"  # the critical path is never held back
+    assert len(first) == int(RIDGE)
+    assert len(greedy.next_batch(1e9, limit=10_000)) == 2_001
+    assert paced.next_batch(1e9, limit=10_000) == []  # full: nothing more until lines finish
+    for req, _ in first[1:41]:
+        paced.observe(req.key, 200)
+        paced.done(req.key)
+    assert len(paced.next_batch(1e9, limit=10_000)) == 40
+    paced.check_integrity()
+
+
+def test_with_nothing_in_flight_at_least_one_line_comes_back():
+    policy = AdmissionPolicy(PERF, pace=True, probe=0)
+    policy.add("a", [1], 10, known_output=10)
+    policy.pacer.cap = lambda *_: 0.0  # type: ignore[method-assign,union-attr]
+    assert [r.key for r, _ in policy.next_batch(1e9)] == ["a"]
+
+
+def _long_and_short(n_short: int) -> list[SimRequest]:
+    reqs = [SimRequest(0, ((1, 200),), 12_000, 16_000, "longgen")]
+    reqs += [SimRequest(i, ((2, 500), (10 + i, 300)), 400, 1000, "chat") for i in range(1, n_short + 1)]
+    return reqs
+
+
+@pytest.mark.parametrize("mode, faster", [("sglang", True), ("sglang-mixed", True), ("overlapped", False)])
+def test_pacing_spreads_work_over_the_critical_path_in_sequential_modes(mode, faster):
+    """One 12k-token generation beside 3k chat lines: greedy admission decodes the chat lines in wide,
+    compute-bound batches, then the long line alone; paced, they ride its weight-bound steps. In overlapped mode
+    make_policy leaves pacing off (a wide batch's compute hides under memory time there)."""
+    hw, reqs = Hardware.from_perf(PERF), _long_and_short(3_000)
+    cfg = EngineConfig(kv_capacity=PERF.kv_capacity_tokens, mode=mode)
+    times = {}
+    for pace in (True, False):
+        policy = make_policy("blendserve-oracle", PERF, TokenPool(size=1 << 16), cfg.kv_capacity, 0, mode, pace=pace)
+        times[pace] = simulate(policy, hw, cfg, reqs).time_s
+    if faster:
+        assert times[True] < 0.97 * times[False]
+    default = make_policy("blendserve-oracle", PERF, TokenPool(size=1 << 16), cfg.kv_capacity, 0, mode)
+    assert (default.policy.pacer is not None) == faster
