@@ -52,6 +52,22 @@ def test_a_long_generation_in_flight_caps_the_others_at_the_ridge_until_its_end_
     assert pacer.cap(pending_tokens=100_000, pending_longest=300) == pytest.approx(SLACK * 100_100 / 300)
 
 
+def test_while_the_cap_binds_lines_start_in_waves_that_fill_a_prefill_step():
+    pacer = DecodePacer(ridge=240)
+    pacer.admitted("long", 20_000)
+    for i in range(200):
+        pacer.admitted(i, 100)
+    # 40 slots free; lines of 20 new prompt tokens: a wave is 240 / 20 = 12 lines
+    assert pacer.room(201, [], 10_000, 100, prompt_per_line=20) == 39
+    for i in range(200, 230):
+        pacer.admitted(i, 100)
+    assert pacer.room(231, [], 10_000, 100, prompt_per_line=20) == 0  # 9 free: wait for a wave of 12
+    assert pacer.room(231, [], 10_000, 100, prompt_per_line=2_000) == 9  # one line fills a step: no waiting
+    assert pacer.room(0, [], 10_000, 100, prompt_per_line=1) >= 1  # nothing in flight: never waits
+    # a wave never asks for more than half the cap: a line of 1 token would otherwise wait for 240 free slots
+    assert pacer.room(119, [], 10_000, 100, prompt_per_line=1) == 121
+
+
 def test_unknown_keys_are_ignored_and_idle_resets_the_sums():
     pacer = DecodePacer(ridge=5)
     pacer.finished("nope", 10)
@@ -98,7 +114,12 @@ def test_the_policy_holds_back_the_others_while_the_long_line_runs():
     for req, _ in first[1:41]:
         paced.observe(req.key, 200)
         paced.done(req.key)
-    assert len(paced.next_batch(1e9, limit=10_000)) == 40
+    # lines of ~2 new prompt tokens: a wave that fills a prefill step is half the cap (121), 40 free wait for it
+    assert paced.next_batch(1e9, limit=10_000) == []
+    for req, _ in first[41:131]:
+        paced.observe(req.key, 200)
+        paced.done(req.key)
+    assert len(paced.next_batch(1e9, limit=10_000)) == 130
     paced.check_integrity()
 
 

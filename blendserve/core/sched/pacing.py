@@ -13,6 +13,11 @@ so the other work spreads over the critical path and still ends before it (SLACK
 long generation the second term is far above what the KV cache holds, and pacing changes nothing.
 An engine that overlaps compute with memory (NanoFlow-like) hides a wide batch's compute: no pacing there.
 
+While the cap binds, lines start in waves: a line that starts alone is a prefill step of its own (SGLang runs
+waiting prefills before decodes), and a step of fewer new tokens than the ridge costs a whole weight read. So no
+line starts until the free slots hold a wave whose new prompt tokens (the pending lines' mean, shared prefixes
+once) reach the ridge, or half the cap, whichever is fewer.
+
 Steps are counted without a clock: a virtual decode-step clock, which a finished line moves to at least its
 admission's clock plus its output length (lines admitted together decode together).
 """
@@ -73,12 +78,16 @@ class DecodePacer:
         work = max(float(n), self.sum_ends - n * self.clock) + pending_tokens  # a line past its estimate: >= 1
         return max(self.ridge, self.slack * work / critical)
 
-    def room(self, in_flight: int, taken: list[float], pending_tokens: float, pending_longest: float) -> int:
+    def room(
+        self, in_flight: int, taken: list[float], pending_tokens: float, pending_longest: float, prompt_per_line: float
+    ) -> int:
         """Lines that may start now beside `in_flight` ones and `taken` ones (estimated lengths of lines taken but
-        not yet admitted()), given the pending lines' estimated output tokens and the longest of them; at least one
-        when nothing would run."""
+        not yet admitted()), given the pending lines' estimated output tokens, the longest of them, and their new
+        prompt tokens per line; at least one when nothing would run. While the cap binds, lines start in waves."""
         cap = self.cap(pending_tokens + sum(taken), max([pending_longest, *taken]))
         room = cap - in_flight - len(taken)
+        if in_flight and room < min(self.ridge / max(1.0, prompt_per_line), cap / 2):
+            return 0
         return max(0 if in_flight or taken else 1, int(min(room, 1 << 30)))
 
     def _latest_end(self) -> float:

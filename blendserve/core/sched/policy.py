@@ -176,7 +176,9 @@ class AdmissionPolicy:
     def _paced_room(self, critical: list[tuple[TreeRequest, Side]]) -> int:
         assert self.pacer is not None  # the critical lines just taken are out of the tree, not yet in flight
         longest = -self.longest[0][0] if self.longest else 0.0  # after _critical(): a pending line's, mostly
-        return self.pacer.room(len(self.inflight), [r.d_est for r, _ in critical], self.tree.root.d_sum, longest)
+        root = self.tree.root
+        per_line = root.tok / root.n if root.n else 0.0  # new prompt tokens a line brings, shared prefixes once
+        return self.pacer.room(len(self.inflight), [r.d_est for r, _ in critical], root.d_sum, longest, per_line)
 
     def _critical(self, limit: int) -> list[tuple[TreeRequest, Side]]:
         """Pending requests on the critical path (module docstring), longest first."""
