@@ -118,12 +118,14 @@ def _summary(rows: list[dict]) -> list[str]:
             sel = [r for r in rows if r["policy"] == policy and r["mode"] == mode]
             if not sel:
                 continue
-            means = {m: statistics.fmean(r[m] for r in sel if r[m] is not None) for m in METRICS[1:5]}
-            worst = min(r["vs_best_simple"] for r in sel)
+            # a comparison whose baseline was not run (--policies without fcfs, say) is None: left out
+            values = {m: [r[m] for r in sel if r[m] is not None] for m in METRICS[1:5]}
+            means = {m: statistics.fmean(v) for m, v in values.items() if v}
+            worst = f"; worst vs_best_simple {min(values['vs_best_simple']):.3f}" if values["vs_best_simple"] else ""
             lines.append(
                 f"# {policy} {mode}, mean over traces and seeds: "
                 + ", ".join(f"{m} {v:.3f}" for m, v in means.items())
-                + f"; worst vs_best_simple {worst:.3f}"
+                + worst
             )
     for mode in modes:
         line = closure_line(rows, mode)
