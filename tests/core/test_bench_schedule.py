@@ -43,7 +43,8 @@ def test_table_reports_mean_and_std_per_trace_mode_policy():
 def test_bench_schedule_with_some_baselines_left_out_prints_what_it_has(tmp_path, capsys):
     trace = tmp_path / "t.jsonl"
     save_trace(generate(list(MULTIBATCH[3].jobs), 200, seed=0), trace)
-    assert main(["bench", "schedule", "--trace-file", str(trace), "--mode", "sglang", "--policies", "dfs,blendserve"]) == 0
+    args = ["bench", "schedule", "--trace-file", str(trace), "--mode", "sglang", "--policies", "dfs,blendserve"]
+    assert main(args) == 0
     summary = [line for line in capsys.readouterr().out.splitlines() if line.startswith("# blendserve sglang")]
     assert summary and "vs_dfs" in summary[0] and "vs_fcfs" not in summary[0]
 
