@@ -138,7 +138,7 @@ class PrefixTree:
         req.node = node
         d, mem = req.d_est, req.mem
         probe: Node | None = node
-        while probe is not None:  # aggregates up the path (inlined _add_up: this is the 1M-request hot loop)
+        while probe is not None:  # aggregates up the path, inlined: this is the 1M-request hot loop
             probe.n += 1
             probe.tok += added
             probe.d_sum += d
@@ -171,7 +171,13 @@ class PrefixTree:
             raise ValueError(f"request {req.key!r} is not in the tree")
         node.requests.remove(req)
         req.node = None
-        self._add_up(node, -1, 0, -req.d_est, -req.mem)
+        d, mem = req.d_est, req.mem
+        probe: Node | None = node
+        while probe is not None:  # aggregates up the path, less this line's (inlined)
+            probe.n -= 1
+            probe.d_sum -= d
+            probe.mem -= mem
+            probe = probe.parent
         self.prompt_tokens -= len(req.tokens)
         self._prune(node)
 
@@ -180,8 +186,13 @@ class PrefixTree:
         while node is not self.root and node.n == 0:
             parent = node.parent
             assert parent is not None
-            del parent.children[node.first()]
-            self._sub_tok(parent, node.edge_len())
+            key = node.key  # node.first() and node.edge_len(), inlined: most admissions empty a leaf
+            if key is not None:
+                del parent.children[key[0]]
+                self._sub_tok(parent, len(key))
+            else:
+                del parent.children[node.src[node.off]]  # type: ignore[index]
+                self._sub_tok(parent, len(node.src) - node.off)  # type: ignore[arg-type]
             node = parent
         if node is not self.root and not node.requests and len(node.children) == 1:
             (only,) = node.children.values()
@@ -196,14 +207,6 @@ class PrefixTree:
     def _sub_tok(self, node: Node | None, amount: int) -> None:
         while node is not None:
             node.tok -= amount
-            node = node.parent
-
-    def _add_up(self, node: Node | None, n: int, tok: int, d: float, mem: float) -> None:
-        while node is not None:
-            node.n += n
-            node.tok += tok
-            node.d_sum += d
-            node.mem += mem
             node = node.parent
 
     # ---- output-length learning (estimates.py) ----------------------------------------------------
