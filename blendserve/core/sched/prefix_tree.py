@@ -189,10 +189,14 @@ class PrefixTree:
             key = node.key  # node.first() and node.edge_len(), inlined: most admissions empty a leaf
             if key is not None:
                 del parent.children[key[0]]
-                self._sub_tok(parent, len(key))
+                width = len(key)
             else:
                 del parent.children[node.src[node.off]]  # type: ignore[index]
-                self._sub_tok(parent, len(node.src) - node.off)  # type: ignore[arg-type]
+                width = len(node.src) - node.off  # type: ignore[arg-type]
+            probe: Node | None = parent
+            while probe is not None:  # the leaf's edge leaves every ancestor's token count
+                probe.tok -= width
+                probe = probe.parent
             node = parent
         if node is not self.root and not node.requests and len(node.children) == 1:
             (only,) = node.children.values()
@@ -203,11 +207,6 @@ class PrefixTree:
                 only.obs_n, only.obs_sum = node.obs_n, node.obs_sum
             assert node.parent is not None  # the root is never merged away
             node.parent.children[only.key[0]] = only
-
-    def _sub_tok(self, node: Node | None, amount: int) -> None:
-        while node is not None:
-            node.tok -= amount
-            node = node.parent
 
     # ---- output-length learning (estimates.py) ----------------------------------------------------
 
@@ -226,19 +225,19 @@ class PrefixTree:
 
     def locate(self, tokens: array) -> Node:
         """The deepest node whose path is a prefix of `tokens` (or the node `tokens` end inside of)."""
-        node, pos = self.root, 0
-        while pos < len(tokens):
+        node, pos, end = self.root, 0, len(tokens)
+        while pos < end:
             child = node.children.get(tokens[pos])
             if child is None:
                 return node
             key = child.key
-            if key is not None and len(key) <= len(tokens) - pos and key == tokens[pos : pos + len(key)]:
+            if key is not None and len(key) <= end - pos and key == tokens[pos : pos + len(key)]:
                 node, pos = child, pos + len(key)  # a whole edge matched (the request's own path): one compare
                 continue
             edge, off, width = _edge_of(child)
             common = _match_len(edge, off, width, tokens, pos)
             if common < width:
-                return child if common == len(tokens) - pos else node
+                return child if common == end - pos else node
             node, pos = child, pos + common
         return node
 
