@@ -209,14 +209,17 @@ def _emit(
     if len(reqs) + len(children) <= STEP_ITEMS:  # one sorted run: all but the widest nodes, no generator more
         splits: dict[int, SplitGroups] = {}
         if plan.nodes:
-            for child in children:
-                if id(child) in plan.nodes:
-                    splits[id(child)] = yield from _split_groups(tree, child, target)
+            for split in children:
+                if id(split) in plan.nodes:
+                    splits[id(split)] = yield from _split_groups(tree, split, target)
         yield len(reqs) + len(children) + NODE_UNITS
         items: Iterable[tuple[float, object]] = _items(tree, children, reqs, splits)  # read after the pause
     else:
         runs = yield from _item_runs(tree, children, reqs, plan, target)
         items = runs[0] if len(runs) == 1 else heapq.merge(*map(_drain, runs), key=_RHO, reverse=True)  # stable
+    child: Node  # an item that is not a request: (child, its group of a split or None, carries own requests)
+    group: list[Node] | None
+    carries_own: bool
     count = 0
     for _, item in items:
         count += 1
