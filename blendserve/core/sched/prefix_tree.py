@@ -200,13 +200,17 @@ class PrefixTree:
             node = parent
         if node is not self.root and not node.requests and len(node.children) == 1:
             (only,) = node.children.values()
-            only.tok += node.edge_len()
-            only.key = node.edge() + only.edge()
+            width = node.edge_len()
+            only.tok += width
+            if only.key is None:  # a lazy leaf stays lazy: its source spells its whole path, this edge included
+                only.off -= width  # (most merges follow an admission: no copy of the leaf's tail, no concatenation)
+            else:
+                only.key = node.edge() + only.key
             only.parent = node.parent
             if node.obs_n > only.obs_n:  # the merged node's samples cover the child's subtree
                 only.obs_n, only.obs_sum = node.obs_n, node.obs_sum
             assert node.parent is not None  # the root is never merged away
-            node.parent.children[only.key[0]] = only
+            node.parent.children[only.first()] = only
 
     # ---- output-length learning (estimates.py) ----------------------------------------------------
 
@@ -234,11 +238,15 @@ class PrefixTree:
             if key is not None and len(key) <= end - pos and key == tokens[pos : pos + len(key)]:
                 node, pos = child, pos + len(key)  # a whole edge matched (the request's own path): one compare
                 continue
+            # The edge and the rest of the prompt differ within both (then `node`), or the prompt ends inside the
+            # edge (then `child`): one compare of what both hold tells which, where is no matter (no match_len).
             edge, off, width = _edge_of(child)
-            common = _match_len(edge, off, width, tokens, pos)
-            if common < width:
-                return child if common == end - pos else node
-            node, pos = child, pos + common
+            n = min(width, end - pos)
+            if edge[off : off + n] != tokens[pos : pos + n]:
+                return node
+            if n < width:
+                return child
+            node, pos = child, pos + n
         return node
 
     def reestimate(self, node: Node) -> None:
