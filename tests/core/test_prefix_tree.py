@@ -126,3 +126,37 @@ def test_observations_reestimate_pending_requests_and_keep_every_aggregate(promp
         fresh = TreeRequest("probe", req.tokens, req.max_tokens, group=req.group)
         tree.lengths.estimate(fresh, req.node, tree.root)
         assert (req.d_est, req.mem) == pytest.approx((fresh.d_est, fresh.mem))
+
+
+def _locate_by_walk(tree, tokens):
+    """locate() as the path spells it: walk down while a child's whole edge is the prompt's next tokens; a child
+    whose edge the prompt ends inside of is the answer, else the node where the walk stopped."""
+    node, pos = tree.root, 0
+    while pos < len(tokens):
+        child = node.children.get(tokens[pos])
+        if child is None:
+            return node
+        edge = list(child.key if child.key is not None else child.src[child.off :])  # not child.edge(): stays lazy
+        rest = list(tokens[pos:])
+        if rest[: len(edge)] == edge:
+            node, pos = child, pos + len(edge)
+        elif edge[: len(rest)] == rest:
+            return child
+        else:
+            return node
+    return node
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(prompts, max_size=40), st.lists(prompts, max_size=20), st.randoms(use_true_random=False))
+def test_locate_finds_the_deepest_node_on_the_path(prompt_list, probes, rnd):
+    # lazy leaves, split and merged edges (requests removed at random), probes that end inside or beside edges
+    tree = PrefixTree(PERF)
+    reqs = [TreeRequest(i, p, 10) for i, p in enumerate(prompt_list)]
+    for req in reqs:
+        tree.insert(req)
+    for req in rnd.sample(reqs, len(reqs) // 2):
+        tree.remove(req)
+    for tokens in probes + prompt_list:
+        arr = TreeRequest(-1, tokens, 1).tokens
+        assert tree.locate(arr) is _locate_by_walk(tree, arr)

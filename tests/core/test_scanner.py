@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blendserve.core.sched.ordering import blend_order, dfs_order, plan_splits
+from blendserve.core.sched.ordering import blend_order, dfs_order, plan_splits, req_comp_tokens
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
 from blendserve.core.sched.scanner import LEFT, RIGHT, DualScanner, split_fraction
@@ -51,6 +51,36 @@ def test_orders_are_permutations_and_keep_subtrees_contiguous(specs):
         firsts = [r.tokens[0] for r in order if len(r.tokens)]  # empty prompts sit on the root, alone
         runs = [f for i, f in enumerate(firsts) if i == 0 or firsts[i - 1] != f]
         assert len(runs) == len(set(runs))
+
+
+def _reference_order(tree):
+    """blend_order without splits as the paper states it: depth-first, an inner node's own requests and children by
+    rho descending, ties in their order (own requests first, then children as the node lists them); a leaf's
+    requests as they stand (they share their whole prompt)."""
+    cpt, out = tree.comp_per_token, []
+
+    def emit(node):
+        if not node.children:
+            out.extend(node.requests)
+            return
+        items = [(cpt * req_comp_tokens(r) / r.mem if r.mem else float("inf"), r) for r in node.requests]
+        items += [(tree.rho(c), c) for c in node.children.values()]
+        for _, item in sorted(items, key=lambda x: -x[0]):
+            if isinstance(item, TreeRequest):
+                out.append(item)
+            else:
+                emit(item)
+
+    emit(tree.root)
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 2), max_size=5), st.sampled_from([1, 2, 300])), max_size=50))
+def test_blend_order_equals_a_plain_recursive_sort(specs):
+    # few tokens and lengths: many ties in rho, which the layout's reverse-stable sort must keep in order
+    tree, _ = _tree(specs)
+    assert [r.key for r in blend_order(tree, plan_splits(tree, 0.0))] == [r.key for r in _reference_order(tree)]
 
 
 def test_split_respects_budget_and_separates_mixed_children():

@@ -8,9 +8,9 @@ moves memory-heavy work to the right, within a recompute budget that keeps >= 99
 from __future__ import annotations
 
 import heapq
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import cast
+from operator import itemgetter
 
 from blendserve.core.sched.prefix_tree import Node, PrefixTree, TreeRequest
 
@@ -49,6 +49,7 @@ def plan_splits_steps(tree: PrefixTree, plan: SplitPlan, budget_fraction: float 
     if plan.budget_tokens <= 0 or tree.root.mem <= 0:
         return
     target = tree.rho(tree.root)
+    cpt, inf = tree.comp_per_token, float("inf")
     candidates = []
     stack = [c for c in tree.root.children.values() if c.children]  # leaves can never be split
     while stack:
@@ -59,13 +60,15 @@ def plan_splits_steps(tree: PrefixTree, plan: SplitPlan, budget_fraction: float 
         lo_mem: float = 0
         has_hi = has_lo = False
         for start in range(0, len(children), STEP_ITEMS):  # a node of 600k children is many steps, not one
-            chunk = children[start : start + STEP_ITEMS]
-            stack.extend(c for c in chunk if c.children)
-            for r, c in _child_rhos(tree, chunk):
-                if r >= target:
-                    hi_mem, has_hi = hi_mem + c.mem, True
+            chunk = children if len(children) <= STEP_ITEMS else children[start : start + STEP_ITEMS]
+            stack += [c for c in chunk if c.children]
+            for c in chunk:  # tree.rho, inlined: this loop visits every child of every inner node
+                mem = c.mem
+                rho = (c.tok + c.d_sum) * cpt / mem if mem > 0 else inf
+                if rho >= target:
+                    hi_mem, has_hi = hi_mem + mem, True
                 else:
-                    lo_mem, has_lo = lo_mem + c.mem, True
+                    lo_mem, has_lo = lo_mem + mem, True
             yield len(chunk)
         if len(children) < 2 or not has_hi or not has_lo:
             continue
@@ -106,33 +109,29 @@ def blend_order_steps(tree: PrefixTree, plan: SplitPlan, out: list[TreeRequest])
     yield from _emit(tree, tree.root, None, plan, target, out)
 
 
-def _items(
-    tree: PrefixTree,
-    node: Node,
-    only: list[Node] | None,
-    own: list[TreeRequest],
-    splits: dict[int, SplitGroups],
-) -> list[tuple[float, object]]:
-    """The node's own requests and children (split children as their two groups, from `splits`), by rho."""
-    items: list[tuple[float, object]] = []
-    cpt = tree.comp_per_token
-    for req in own:
-        items.append((tree.comp_per_token * req_comp_tokens(req) / req.mem if req.mem else float("inf"), req))
-    for child in only if only is not None else node.children.values():
-        groups = splits.get(id(child))
-        if groups is not None:
-            hi, hi_rho, lo, lo_rho = groups
-            items.append((hi_rho, (child, hi, True)))
-            items.append((lo_rho, (child, lo, False)))
-        else:
-            mem = child.mem
-            rho = (child.tok + child.d_sum) * cpt / mem if mem > 0 else float("inf")  # tree.rho, inlined
-            items.append((rho, (child, None, True)))
-    items.sort(key=_by_rho)
-    return items
-
-
+Items = list[tuple[float, object]]  # (rho, a request or (child, its group of a split or None, carries own requests))
 SplitGroups = tuple[list[Node], float, list[Node], float]  # children at/above the target rho, theirs; below, theirs
+
+
+def _items(tree: PrefixTree, children: list[Node], own: list[TreeRequest], splits: dict[int, SplitGroups]) -> Items:
+    """The node's own requests and `children` (split children as their two groups, from `splits`), by rho
+    descending (a stable sort: ties keep this order, own requests first)."""
+    cpt, inf = tree.comp_per_token, float("inf")
+    items: Items = [(cpt * req_comp_tokens(req) / req.mem if req.mem else inf, req) for req in own]
+    if not splits:  # the common case: one item per child, tree.rho inlined (every child of every inner node)
+        items += [((c.tok + c.d_sum) * cpt / c.mem if c.mem > 0 else inf, (c, None, True)) for c in children]
+    else:
+        for child in children:
+            groups = splits.get(id(child))
+            if groups is not None:
+                hi, hi_rho, lo, lo_rho = groups
+                items.append((hi_rho, (child, hi, True)))
+                items.append((lo_rho, (child, lo, False)))
+            else:
+                mem = child.mem
+                items.append(((child.tok + child.d_sum) * cpt / mem if mem > 0 else inf, (child, None, True)))
+    items.sort(key=_RHO, reverse=True)  # = sort(key=-rho): reverse keeps a stable sort's order among ties
+    return items
 
 
 def _split_groups(tree: PrefixTree, node: Node, target: float) -> Generator[int, None, SplitGroups]:
@@ -157,28 +156,21 @@ def _split_groups(tree: PrefixTree, node: Node, target: float) -> Generator[int,
 
 
 def _item_runs(
-    tree: PrefixTree, node: Node, only: list[Node] | None, own: list[TreeRequest], plan: SplitPlan, target: float
-) -> Generator[int, None, list[list[tuple[float, object]]]]:
-    """_items() of a node as sorted runs of at most STEP_ITEMS items, one run per step (a single run for all but
-    the widest nodes); merged they are what one sort of all of them gives."""
-    children = list(only if only is not None else node.children.values())
+    tree: PrefixTree, children: list[Node], own: list[TreeRequest], plan: SplitPlan, target: float
+) -> Generator[int, None, list[Items]]:
+    """_items() of a wide node (more than STEP_ITEMS own requests and children) as sorted runs of at most
+    STEP_ITEMS items, one run per step; merged they are what one sort of all of them gives."""
     splits: dict[int, SplitGroups] = {}
-    if len(own) + len(children) <= STEP_ITEMS:
-        for child in children:
-            if id(child) in plan.nodes:
-                splits[id(child)] = yield from _split_groups(tree, child, target)
-        yield len(own) + len(children) + NODE_UNITS
-        return [_items(tree, node, children, own, splits)]
     runs = []
     for start in range(0, len(own), STEP_ITEMS):
-        runs.append(_items(tree, node, [], own[start : start + STEP_ITEMS], splits))
+        runs.append(_items(tree, [], own[start : start + STEP_ITEMS], splits))
         yield len(runs[-1])
     for start in range(0, len(children), STEP_ITEMS):
         chunk = children[start : start + STEP_ITEMS]
         for child in chunk:
             if id(child) in plan.nodes:
                 splits[id(child)] = yield from _split_groups(tree, child, target)
-        runs.append(_items(tree, node, chunk, [], splits))
+        runs.append(_items(tree, chunk, [], splits))
         yield len(runs[-1])
     return runs
 
@@ -191,8 +183,7 @@ def _drain(run: list[tuple[float, object]]) -> Iterator[tuple[float, object]]:
         yield run.pop()
 
 
-def _by_rho(item: tuple[float, object]) -> float:
-    return -item[0]
+_RHO = itemgetter(0)  # items by rho, descending: sort and merge with reverse=True keep ties in order, stable
 
 
 def _child_rhos(tree: PrefixTree, children) -> list[tuple[float, Node]]:
@@ -213,8 +204,22 @@ def _emit(
         if own:
             out.extend(node.requests)
         return
-    runs = yield from _item_runs(tree, node, only, node.requests if own else [], plan, target)
-    items = runs[0] if len(runs) == 1 else heapq.merge(*map(_drain, runs), key=_by_rho)  # stable, as sort is
+    reqs = node.requests if own else []
+    children = list(only if only is not None else node.children.values())
+    if len(reqs) + len(children) <= STEP_ITEMS:  # one sorted run: all but the widest nodes, no generator more
+        splits: dict[int, SplitGroups] = {}
+        if plan.nodes:
+            for split in children:
+                if id(split) in plan.nodes:
+                    splits[id(split)] = yield from _split_groups(tree, split, target)
+        yield len(reqs) + len(children) + NODE_UNITS
+        items: Iterable[tuple[float, object]] = _items(tree, children, reqs, splits)  # read after the pause
+    else:
+        runs = yield from _item_runs(tree, children, reqs, plan, target)
+        items = runs[0] if len(runs) == 1 else heapq.merge(*map(_drain, runs), key=_RHO, reverse=True)  # stable
+    child: Node  # an item that is not a request: (child, its group of a split or None, carries own requests)
+    group: list[Node] | None
+    carries_own: bool
     count = 0
     for _, item in items:
         count += 1
@@ -224,7 +229,7 @@ def _emit(
         if isinstance(item, TreeRequest):
             out.append(item)
             continue
-        child, group, carries_own = cast(tuple[Node, "list[Node] | None", bool], item)
+        child, group, carries_own = item  # type: ignore[misc]
         if group is None and not child.children:
             out.extend(child.requests)  # a leaf child: no call needed (most of a big tree)
         else:

@@ -46,11 +46,10 @@ Contract (not thread-safe: the caller serialises calls; nothing here blocks, sle
 
 from __future__ import annotations
 
-import heapq
-import itertools
 from collections.abc import Sequence
 
 from blendserve.core.sched.arrivals import ArrivalLog
+from blendserve.core.sched.longest import LongestFirst
 from blendserve.core.sched.pacing import DecodePacer, ridge_lines
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
@@ -100,8 +99,7 @@ class AdmissionPolicy:
         self.rounds = 0  # next_batch calls: lines of one call start together (estimates.py's lower bounds)
         self.next_relayout = 16
         self.step_floor = perf.weight_read_time  # seconds: no decode step is faster than reading the weights
-        self.longest: list[tuple[float, int, TreeRequest]] = []  # max-heap by d_est (lazy: stale entries skipped)
-        self._seq = itertools.count()
+        self.longest = LongestFirst()  # pending lines by d_est, longest first (lazy: stale entries skipped)
         self.pacer = DecodePacer(ridge_lines(perf)) if pace else None
 
     def __len__(self) -> int:
@@ -129,7 +127,7 @@ class AdmissionPolicy:
         for log in self.arrival_logs:
             log.note(req, self.tree.inserts - 1)
         self.pending[req.key] = req
-        heapq.heappush(self.longest, (-req.d_est, next(self._seq), req))
+        self.longest.push(req.d_est, req)
         if req.group is not None:
             members = self.jobs.get(req.group)
             if members is None:
@@ -175,7 +173,7 @@ class AdmissionPolicy:
 
     def _paced_room(self, critical: list[tuple[TreeRequest, Side]]) -> int:
         assert self.pacer is not None  # the critical lines just taken are out of the tree, not yet in flight
-        longest = -self.longest[0][0] if self.longest else 0.0  # after _critical(): a pending line's, mostly
+        longest = self.longest.peek()[0] if self.longest else 0.0  # after _critical(): a pending line's, mostly
         root = self.tree.root
         per_line = root.tok / root.n if root.n else 0.0  # new prompt tokens a line brings, shared prefixes once
         return self.pacer.room(len(self.inflight), [r.d_est for r, _ in critical], root.d_sum, longest, per_line)
@@ -187,20 +185,21 @@ class AdmissionPolicy:
         taken: list[tuple[TreeRequest, Side]] = []
         work = 0  # stale entries dropped and lines filed again: at most REFILE_SLICE per call (amortised)
         while self.longest and len(taken) < limit and work < REFILE_SLICE:
-            neg_d, _, req = self.longest[0]
+            filed, req = self.longest.peek()
             if req.node is None or self.pending.get(req.key) is not req:
-                heapq.heappop(self.longest)  # admitted or removed since (by the thousand, once the cursors
+                self.longest.pop()  # admitted or removed since (by the thousand, once the cursors
                 work += 1  # have taken a long job's lines)
                 continue
-            if -neg_d != req.d_est:  # re-estimated since it was pushed: file it under its current estimate
-                if max(-neg_d, req.d_est) * self.step_floor < remaining:
+            if filed != req.d_est:  # re-estimated since it was pushed: file it under its current estimate
+                if max(filed, req.d_est) * self.step_floor < remaining:
                     break  # not critical by either estimate, nor is any line filed below it: filing can wait
-                heapq.heapreplace(self.longest, (-req.d_est, next(self._seq), req))
+                self.longest.pop()
+                self.longest.push(req.d_est, req)
                 work += 1
                 continue
             if req.d_est * self.step_floor < remaining:
                 break
-            heapq.heappop(self.longest)
+            self.longest.pop()
             self.scanner.take_out_of_order(req)
             self._forget_pending(req)
             taken.append((req, RIGHT))

@@ -138,7 +138,7 @@ class PrefixTree:
         req.node = node
         d, mem = req.d_est, req.mem
         probe: Node | None = node
-        while probe is not None:  # aggregates up the path (inlined _add_up: this is the 1M-request hot loop)
+        while probe is not None:  # aggregates up the path, inlined: this is the 1M-request hot loop
             probe.n += 1
             probe.tok += added
             probe.d_sum += d
@@ -171,7 +171,13 @@ class PrefixTree:
             raise ValueError(f"request {req.key!r} is not in the tree")
         node.requests.remove(req)
         req.node = None
-        self._add_up(node, -1, 0, -req.d_est, -req.mem)
+        d, mem = req.d_est, req.mem
+        probe: Node | None = node
+        while probe is not None:  # aggregates up the path, less this line's (inlined)
+            probe.n -= 1
+            probe.d_sum -= d
+            probe.mem -= mem
+            probe = probe.parent
         self.prompt_tokens -= len(req.tokens)
         self._prune(node)
 
@@ -180,31 +186,31 @@ class PrefixTree:
         while node is not self.root and node.n == 0:
             parent = node.parent
             assert parent is not None
-            del parent.children[node.first()]
-            self._sub_tok(parent, node.edge_len())
+            key = node.key  # node.first() and node.edge_len(), inlined: most admissions empty a leaf
+            if key is not None:
+                del parent.children[key[0]]
+                width = len(key)
+            else:
+                del parent.children[node.src[node.off]]  # type: ignore[index]
+                width = len(node.src) - node.off  # type: ignore[arg-type]
+            probe: Node | None = parent
+            while probe is not None:  # the leaf's edge leaves every ancestor's token count
+                probe.tok -= width
+                probe = probe.parent
             node = parent
         if node is not self.root and not node.requests and len(node.children) == 1:
             (only,) = node.children.values()
-            only.tok += node.edge_len()
-            only.key = node.edge() + only.edge()
+            width = node.edge_len()
+            only.tok += width
+            if only.key is None:  # a lazy leaf stays lazy: its source spells its whole path, this edge included
+                only.off -= width  # (most merges follow an admission: no copy of the leaf's tail, no concatenation)
+            else:
+                only.key = node.edge() + only.key
             only.parent = node.parent
             if node.obs_n > only.obs_n:  # the merged node's samples cover the child's subtree
                 only.obs_n, only.obs_sum = node.obs_n, node.obs_sum
             assert node.parent is not None  # the root is never merged away
-            node.parent.children[only.key[0]] = only
-
-    def _sub_tok(self, node: Node | None, amount: int) -> None:
-        while node is not None:
-            node.tok -= amount
-            node = node.parent
-
-    def _add_up(self, node: Node | None, n: int, tok: int, d: float, mem: float) -> None:
-        while node is not None:
-            node.n += n
-            node.tok += tok
-            node.d_sum += d
-            node.mem += mem
-            node = node.parent
+            node.parent.children[only.first()] = only
 
     # ---- output-length learning (estimates.py) ----------------------------------------------------
 
@@ -223,20 +229,24 @@ class PrefixTree:
 
     def locate(self, tokens: array) -> Node:
         """The deepest node whose path is a prefix of `tokens` (or the node `tokens` end inside of)."""
-        node, pos = self.root, 0
-        while pos < len(tokens):
+        node, pos, end = self.root, 0, len(tokens)
+        while pos < end:
             child = node.children.get(tokens[pos])
             if child is None:
                 return node
             key = child.key
-            if key is not None and len(key) <= len(tokens) - pos and key == tokens[pos : pos + len(key)]:
+            if key is not None and len(key) <= end - pos and key == tokens[pos : pos + len(key)]:
                 node, pos = child, pos + len(key)  # a whole edge matched (the request's own path): one compare
                 continue
+            # The edge and the rest of the prompt differ within both (then `node`), or the prompt ends inside the
+            # edge (then `child`): one compare of what both hold tells which, where is no matter (no match_len).
             edge, off, width = _edge_of(child)
-            common = _match_len(edge, off, width, tokens, pos)
-            if common < width:
-                return child if common == len(tokens) - pos else node
-            node, pos = child, pos + common
+            n = min(width, end - pos)
+            if edge[off : off + n] != tokens[pos : pos + n]:
+                return node
+            if n < width:
+                return child
+            node, pos = child, pos + n
         return node
 
     def reestimate(self, node: Node) -> None:

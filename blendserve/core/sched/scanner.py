@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from blendserve.core.sched.arrivals import ArrivalLog, without_late
 from blendserve.core.sched.layout_job import LayoutJob
-from blendserve.core.sched.ordering import SplitPlan, blend_order, footprint, plan_splits, req_comp_tokens
+from blendserve.core.sched.ordering import SplitPlan, blend_order, plan_splits, req_comp_tokens
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
 
 
@@ -198,13 +198,18 @@ class DualScanner:
         room = kv_budget - inflight_left - inflight_right
         idle = inflight_left + inflight_right == 0
         picked: list[tuple[TreeRequest, Side]] = []
+        rate = self.blend == "rate"
         while len(picked) < limit and self.lo <= self.hi:
-            side = self._choose_side(budgets, rho_root)
+            if rate:  # _choose_side's rule, inlined (once per admitted line)
+                side = LEFT if self.rate_comp < rho_root * self.rate_mem else RIGHT
+            else:
+                side = self._choose_side(budgets, rho_root)
             req = self.order[self.lo] if side == LEFT else self.order[self.hi]
-            cost = footprint(req)
+            comp_tokens = req_comp_tokens(req)
+            cost = comp_tokens - req.d_est / 2  # footprint(req), from the comp tokens take_out_of_order needs too
             if cost > (budgets[side] if self.blend == "kv" else room) and not (idle and not picked):
                 break  # (an idle runtime always gets at least one request, however large)
-            self._take(req, side, cost)
+            self._take(req, side, cost, comp_tokens)
             budgets[side] -= cost
             room -= cost
             picked.append((req, side))
@@ -221,27 +226,29 @@ class DualScanner:
             return LEFT if self.rate_comp < rho_root * self.rate_mem else RIGHT
         return LEFT if budgets[LEFT] >= budgets[RIGHT] else RIGHT
 
-    def _take(self, req: TreeRequest, side: Side, cost: float) -> None:
+    def _take(self, req: TreeRequest, side: Side, cost: float, comp_tokens: float) -> None:
         if side == LEFT:
             self.lo += 1
         else:
             self.hi -= 1
-        self.take_out_of_order(req, cost)
+        self.take_out_of_order(req, cost, comp_tokens)
         self._skip_removed()
 
-    def take_out_of_order(self, req: TreeRequest, cost: float | None = None) -> None:
+    def take_out_of_order(self, req: TreeRequest, cost: float | None = None, comp_tokens: float | None = None) -> None:
         """Admit a pending request the cursors did not choose (a probe): it joins the blend's sums and leaves the
-        tree; the cursors skip it where it stands."""
-        cost = footprint(req) if cost is None else cost
+        tree; the cursors skip it where it stands. `comp_tokens`: req_comp_tokens(req), when the caller has it."""
+        if comp_tokens is None:
+            comp_tokens = req_comp_tokens(req)
+        cost = comp_tokens - req.d_est / 2 if cost is None else cost  # footprint(req)
         life = req.d_est + 1.0  # steps it will hold its place: decode steps plus (about) one of prefill
-        comp_tokens = req_comp_tokens(req)
-        comp = comp_tokens * self.tree.comp_per_token
-        self.rate_comp += comp / life
-        self.rate_mem += req.mem / life
-        self.taken_rates[req.key] = (comp / life, req.mem / life)
+        comp, mem = comp_tokens * self.tree.comp_per_token, req.mem
+        comp_rate, mem_rate = comp / life, mem / life
+        self.rate_comp += comp_rate
+        self.rate_mem += mem_rate
+        self.taken_rates[req.key] = (comp_rate, mem_rate)
         self.cum_comp += comp
-        self.cum_mem += req.mem
-        self.taken_shares[req.key] = (comp, req.mem, comp_tokens - req.d_est, len(req.tokens))
+        self.cum_mem += mem
+        self.taken_shares[req.key] = (comp, mem, comp_tokens - req.d_est, len(req.tokens))
         req.footprint = cost
         self.tree.remove(req)
 
