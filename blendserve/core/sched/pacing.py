@@ -98,3 +98,19 @@ class DecodePacer:
         key, (_, end) = max(self.spans.items(), key=lambda item: item[1][1])
         self._latest = (key, end)
         return end
+
+
+class Unpaced(DecodePacer):
+    """No pacing (an engine that overlaps compute and memory): nothing is tracked, room is unbounded."""
+
+    def __init__(self) -> None:
+        super().__init__(ridge=float("inf"))
+
+    def admitted(self, key: object, d_est: float) -> None:
+        pass
+
+    def left(self, key: object) -> tuple[float, float] | None:
+        return None
+
+    def room(self, *_: object) -> int:
+        return 1 << 30

@@ -50,7 +50,7 @@ from collections.abc import Sequence
 
 from blendserve.core.sched.arrivals import ArrivalLog
 from blendserve.core.sched.longest import LongestFirst
-from blendserve.core.sched.pacing import DecodePacer, ridge_lines
+from blendserve.core.sched.pacing import DecodePacer, Unpaced, ridge_lines
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
 from blendserve.core.sched.reestimation import ReestimateQueue
@@ -100,7 +100,7 @@ class AdmissionPolicy:
         self.next_relayout = 16
         self.step_floor = perf.weight_read_time  # seconds: no decode step is faster than reading the weights
         self.longest = LongestFirst()  # pending lines by d_est, longest first (lazy: stale entries skipped)
-        self.pacer = DecodePacer(ridge_lines(perf)) if pace else None
+        self.pacer = DecodePacer(ridge_lines(perf)) if pace else Unpaced()
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -159,8 +159,7 @@ class AdmissionPolicy:
             if not self.reestimates.waiting:  # every queued job's lines carry its new estimate: lay out again
                 self.scanner.invalidate()
         picked: list[tuple[TreeRequest, Side]] = self._critical(limit)
-        if self.pacer is not None:
-            limit = min(limit, len(picked) + self._paced_room(picked))
+        limit = min(limit, len(picked) + self._paced_room(picked))
         while self.to_probe and len(picked) < limit:
             picked += self._probe(self.to_probe.pop(0), limit - len(picked))
         if len(picked) < limit:
@@ -172,7 +171,6 @@ class AdmissionPolicy:
         return picked
 
     def _paced_room(self, critical: list[tuple[TreeRequest, Side]]) -> int:
-        assert self.pacer is not None  # the critical lines just taken are out of the tree, not yet in flight
         longest = self.longest.peek()[0] if self.longest else 0.0  # after _critical(): a pending line's, mostly
         root = self.tree.root
         per_line = root.tok / root.n if root.n else 0.0  # new prompt tokens a line brings, shared prefixes once
@@ -236,8 +234,7 @@ class AdmissionPolicy:
         self.inflight[req.key] = (req, side)
         self.inflight_kv[side] += req.footprint
         self.tree.lengths.admitted(req.group, req.key, self.rounds)
-        if self.pacer is not None:
-            self.pacer.admitted(req.key, req.d_est)
+        self.pacer.admitted(req.key, req.d_est)
 
     # ---- results ----------------------------------------------------------------------------------------
 
@@ -247,8 +244,7 @@ class AdmissionPolicy:
             return False
         req = entry[0]
         self.scanner.settle(key, output_tokens)
-        if self.pacer is not None:
-            self.pacer.finished(key, output_tokens)
+        self.pacer.finished(key, output_tokens)
         lengths = self.tree.lengths
         if lengths.observe_job(req.group, output_tokens, req.key):
             self._maybe_relayout(req.group)
@@ -282,8 +278,7 @@ class AdmissionPolicy:
         req, side = entry
         self.inflight_kv[side] -= req.footprint
         self.tree.lengths.dropped(req.group, key)
-        if self.pacer is not None:
-            self.pacer.left(key)
+        self.pacer.left(key)
         self.scanner.done(req)
         return req
 
