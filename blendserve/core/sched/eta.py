@@ -6,7 +6,9 @@ up to `window` requests in flight within the KV budget; whenever one finishes it
 left cursor of blend_order() while the running compute rate is below rho_root x the running memory rate, else
 from the right cursor. Each request runs for latency_ratio x its modelled GPU time (comp + mem from the perf
 model with the tree's output-length estimate); latency_ratio comes from observed results (the caller's online
-calibration), so one replay covers concurrency and the runtime's real speed.
+calibration), so one replay covers concurrency and the runtime's real speed. It does not replay the policy's
+critical path nor its decode pacing (pacing.py): with a long generation in flight, lines start in another order,
+and paced ones later, than it says.
 
 Cached tokens: a request whose prompt shares a prefix with n-1 other pending requests hits the radix cache for
 that prefix unless it is the first of them to run: (n-1)/n of the shared prefix on average, all of it when a
