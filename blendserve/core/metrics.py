@@ -137,6 +137,11 @@ class StateCollector(Collector):
             "Distinct prompt tokens in the tree (shared prefixes once).",
             value=tree.root.tok,
         )
+        yield GaugeMetricFamily(
+            "blendserve_pacing_cap_lines",
+            "Lines decode pacing allows in flight while a long generation runs (+Inf: not pacing).",
+            value=d.pending.pacing_cap(),
+        )
         yield from self._workers(d, planner)
 
     def _workers(self, d: Dispatcher, planner: Planner) -> Iterator[Metric]:

@@ -67,6 +67,7 @@ async def test_metrics_count_what_ran(db_url, tmp_path):
     assert got[("blendserve_line_duration_seconds_count", (("outcome", "succeeded"), ("worker", "0")))] == 12
     assert got[("blendserve_dispatch_wave_duration_seconds_count", ())] >= 1
     assert got[("blendserve_tree_requests", ())] == 0
+    assert got[("blendserve_pacing_cap_lines", ())] == float("inf")  # nothing pending: nothing to pace against
     assert got[("blendserve_inflight_lines", (("side", "L"), ("worker", "0")))] == 0
     assert got[("blendserve_database_up", ())] == 1
     assert got[("blendserve_runtime_up", ())] == 1

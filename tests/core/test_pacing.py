@@ -3,10 +3,13 @@ on the simulator in the engine modes it is for."""
 
 from __future__ import annotations
 
+from array import array
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from blendserve.core.dispatch.pending import PendingSet
 from blendserve.core.sched.pacing import SLACK, DecodePacer, Unpaced, ridge_lines
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.policy import AdmissionPolicy
@@ -151,3 +154,13 @@ def test_pacing_spreads_work_over_the_critical_path_in_sequential_modes(mode, fa
         assert times[True] < 0.97 * times[False]
     default = make_policy("blendserve-oracle", PERF, TokenPool(size=1 << 16), cfg.kv_capacity, 0, mode)
     assert isinstance(default.policy.pacer, Unpaced) != faster
+
+
+def test_the_pending_set_reports_the_cap_the_dispatcher_paces_at():
+    pending = PendingSet(PERF)
+    assert pending.pacing_cap() == float("inf")
+    policy = pending.policy
+    policy.add("long", array("i", [1, 2]), 30_000, known_output=30_000)
+    policy.add("short", array("i", [3, 4]), 100, known_output=100)
+    assert pending.pacing_cap() == RIDGE  # 1.2 x 30,100 tokens / 30,000 steps is below the ridge
+    assert PendingSet(PERF, pace=False).pacing_cap() == float("inf")
