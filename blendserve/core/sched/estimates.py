@@ -126,17 +126,8 @@ def reestimate(tree: PrefixTree, requests: Iterable[TreeRequest]) -> None:
         old_d, old_mem = req.d_est, req.mem
         estimate(req, node, root)
         d, mem = req.d_est - old_d, req.mem - old_mem
-        if d or mem:  # _add_and_pass_up(node, d, mem, above), inlined: once per pending line of the job
-            node.d_sum += d
-            node.mem += mem
-            parent = node.parent
-            if parent is not None:
-                delta = above.get(parent)
-                if delta is None:
-                    above[parent] = [d, mem]
-                else:
-                    delta[0] += d
-                    delta[1] += mem
+        if d or mem:
+            _add_and_pass_up(node, d, mem, above)
     while above:
         level, above = above, {}
         for node, (d, mem) in level.items():
