@@ -247,7 +247,8 @@ def dfs_order(tree: PrefixTree) -> list[TreeRequest]:
     return out
 
 
-def footprint(req: TreeRequest) -> float:
+def footprint(req: TreeRequest, comp_tokens: float | None = None) -> float:
     """Average KV tokens a request adds over its life: the prompt tokens it does not share with its subtree
-    (shared prefixes sit in the radix cache once) plus half its estimated output. Call before removal."""
-    return req_comp_tokens(req) - req.d_est / 2
+    (shared prefixes sit in the radix cache once) plus half its estimated output. Call before removal.
+    `comp_tokens`: req_comp_tokens(req), when the caller has it already."""
+    return (req_comp_tokens(req) if comp_tokens is None else comp_tokens) - req.d_est / 2

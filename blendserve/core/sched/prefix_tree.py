@@ -186,13 +186,8 @@ class PrefixTree:
         while node is not self.root and node.n == 0:
             parent = node.parent
             assert parent is not None
-            key = node.key  # node.first() and node.edge_len(), inlined: most admissions empty a leaf
-            if key is not None:
-                del parent.children[key[0]]
-                width = len(key)
-            else:
-                del parent.children[node.src[node.off]]  # type: ignore[index]
-                width = len(node.src) - node.off  # type: ignore[arg-type]
+            del parent.children[node.first()]
+            width = node.edge_len()
             probe: Node | None = parent
             while probe is not None:  # the leaf's edge leaves every ancestor's token count
                 probe.tok -= width

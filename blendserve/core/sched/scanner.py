@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from blendserve.core.sched.arrivals import ArrivalLog, without_late
 from blendserve.core.sched.layout_job import LayoutJob
-from blendserve.core.sched.ordering import SplitPlan, blend_order, plan_splits, req_comp_tokens
+from blendserve.core.sched.ordering import SplitPlan, blend_order, footprint, plan_splits, req_comp_tokens
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
 
 
@@ -198,15 +198,11 @@ class DualScanner:
         room = kv_budget - inflight_left - inflight_right
         idle = inflight_left + inflight_right == 0
         picked: list[tuple[TreeRequest, Side]] = []
-        rate = self.blend == "rate"
         while len(picked) < limit and self.lo <= self.hi:
-            if rate:  # _choose_side's rule, inlined (once per admitted line)
-                side = LEFT if self.rate_comp < rho_root * self.rate_mem else RIGHT
-            else:
-                side = self._choose_side(budgets, rho_root)
+            side = self._choose_side(budgets, rho_root)
             req = self.order[self.lo] if side == LEFT else self.order[self.hi]
-            comp_tokens = req_comp_tokens(req)
-            cost = comp_tokens - req.d_est / 2  # footprint(req), from the comp tokens take_out_of_order needs too
+            comp_tokens = req_comp_tokens(req)  # once: the footprint and take_out_of_order both need it
+            cost = footprint(req, comp_tokens)
             if cost > (budgets[side] if self.blend == "kv" else room) and not (idle and not picked):
                 break  # (an idle runtime always gets at least one request, however large)
             self._take(req, side, cost, comp_tokens)
@@ -239,7 +235,7 @@ class DualScanner:
         tree; the cursors skip it where it stands. `comp_tokens`: req_comp_tokens(req), when the caller has it."""
         if comp_tokens is None:
             comp_tokens = req_comp_tokens(req)
-        cost = comp_tokens - req.d_est / 2 if cost is None else cost  # footprint(req)
+        cost = footprint(req, comp_tokens) if cost is None else cost
         life = req.d_est + 1.0  # steps it will hold its place: decode steps plus (about) one of prefill
         comp, mem = comp_tokens * self.tree.comp_per_token, req.mem
         comp_rate, mem_rate = comp / life, mem / life
