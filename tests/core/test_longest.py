@@ -26,6 +26,7 @@ def test_pops_in_the_heap_order(ops):
             assert queue.peek() == (-heap[0][0], heap[0][2])
             assert queue.pop() == heapq.heappop(heap)[2]
         assert len(queue) == len(heap) and bool(queue) == bool(heap)
+        assert queue.top() == (-heap[0][0] if heap else 0.0)
     while heap:
         assert queue.pop() == heapq.heappop(heap)[2]
     assert not queue

@@ -98,9 +98,7 @@ class PendingSet:
     def pacing_cap(self) -> float:
         """Lines decode pacing allows in flight now (core/sched/pacing.py); inf when pacing is off or there is no
         long generation to pace against. Approximate: the longest pending estimate may be a line already taken."""
-        policy = self.policy
-        longest = policy.longest.peek()[0] if policy.longest else 0.0
-        return policy.pacer.cap(self.tree.root.d_sum, longest)
+        return self.policy.pacer.cap(self.tree.root.d_sum, self.policy.longest.top())
 
     def next_wave(self, room: int, kv_capacity: float) -> list[tuple[Entry, Side]]:
         """Up to `room` lines to run now, each with its scanner side; they leave the tree (call started() for

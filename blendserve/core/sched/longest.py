@@ -35,6 +35,10 @@ class LongestFirst:
         fifo.append(req)
         self._len += 1
 
+    def top(self) -> float:
+        """The longest filed estimate, 0.0 when empty. Its line may be stale (taken or re-estimated since)."""
+        return -self._keys[0] if self._keys else 0.0
+
     def peek(self) -> tuple[float, TreeRequest]:
         """The longest estimate and its earliest line (IndexError when empty)."""
         d_est = -self._keys[0]

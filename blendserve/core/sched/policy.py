@@ -8,9 +8,8 @@ count as lower bounds, so short lines finishing first do not bias it low), then 
 then max_tokens; re-estimated online as lines finish (a job's pending lines when its sample count reaches a power
 of two and its mean moved by more than 10%), and the order is laid out again when they were. A job seen for the
 first time is probed: its first `probe` lines, all from one subtree (one prefix prefill), run ahead of the
-order, so its estimate is known long before the cursors reach most of its lines.
-No up-front sample of every shared-prefix group (that prefilled hundreds of prefixes the cursors later had to
-prefill again). A job that arrives later joins the same tree and blend (the order is laid out again).
+order, so its estimate is known long before the cursors reach most of its lines (no up-front sample: SCHEDULER.md).
+A job that arrives later joins the same tree and blend (the order is laid out again).
 Critical path: a pending request whose own decode time (estimated length x one weight read per step, the least a
 step can cost) reaches the pending work's time (max of its compute and memory time) starts now, whatever the
 blend says: the schedule cannot end before it does, and a long generation started late is a tail of near-empty,
@@ -171,7 +170,7 @@ class AdmissionPolicy:
         return picked
 
     def _paced_room(self, critical: list[tuple[TreeRequest, Side]]) -> int:
-        longest = self.longest.peek()[0] if self.longest else 0.0  # after _critical(): a pending line's, mostly
+        longest = self.longest.top()  # after _critical(): a pending line's, mostly
         root = self.tree.root
         per_line = root.tok / root.n if root.n else 0.0  # new prompt tokens a line brings, shared prefixes once
         return self.pacer.room(len(self.inflight), [r.d_est for r, _ in critical], root.d_sum, longest, per_line)
@@ -211,8 +210,7 @@ class AdmissionPolicy:
         first = next(iter(members))
         node = first.node
         assert node is not None  # pending: in the tree
-        # its parent's subtree (siblings share its prefix), or its own when it is the root (an empty prompt) or
-        # a child of the root
+        # its parent's subtree (siblings share its prefix); its own when it is the root (empty prompt) or a child
         anchor = node.parent if node.parent is not None and node.parent is not self.tree.root else node
         taken: list[tuple[TreeRequest, Side]] = []
         for req in self.tree.iter_subtree(anchor):
