@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blendserve.core.sched.longest import LongestFirst
+from blendserve.core.sched.prefix_tree import TreeRequest
 
 # pushes (an estimate from few values: many ties) and pops, interleaved
 ops = st.lists(st.one_of(st.sampled_from([1.0, 2.0, 2.5, 300.0, 4096.0]), st.none()), max_size=200)
@@ -20,8 +21,9 @@ def test_pops_in_the_heap_order(ops):
     queue, heap, seq = LongestFirst(), [], itertools.count()
     for i, d in enumerate(ops):
         if d is not None:
-            queue.push(d, i)  # type: ignore[arg-type]  # any object is a line to the queue
-            heapq.heappush(heap, (-d, next(seq), i))
+            line = TreeRequest(i, [1], 1)
+            queue.push(d, line)
+            heapq.heappush(heap, (-d, next(seq), line))
         elif heap:
             assert queue.peek() == (-heap[0][0], heap[0][2])
             assert queue.pop() == heapq.heappop(heap)[2]

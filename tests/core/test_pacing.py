@@ -127,10 +127,11 @@ def test_the_policy_holds_back_the_others_while_the_long_line_runs():
 
 
 def test_with_nothing_in_flight_at_least_one_line_comes_back():
-    policy = AdmissionPolicy(PERF, pace=True, probe=0)
-    policy.add("a", [1], 10, known_output=10)
-    policy.pacer.cap = lambda *_: 0.0  # type: ignore[method-assign]
-    assert [r.key for r, _ in policy.next_batch(1e9)] == ["a"]
+    pacer = DecodePacer(ridge=0.0)  # no pending output tokens: a cap of 0 lines
+    assert pacer.cap(0.0, 10.0) == 0.0
+    assert pacer.room(0, [], 0.0, 10.0, 1.0) == 1  # nothing in flight: one line all the same
+    pacer.admitted("a", 10.0)
+    assert pacer.room(1, [], 0.0, 10.0, 1.0) == 0
 
 
 def _long_and_short(n_short: int) -> list[SimRequest]:

@@ -15,9 +15,9 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from blendserve.core.dispatch.affinity import LaneScanners
-from blendserve.core.dispatch.compact_tree import CompactTree, PromptLength
 from blendserve.core.runtime.base import EmbedParams, SamplingParams
+from blendserve.core.sched.affinity import LaneScanners
+from blendserve.core.sched.compact_tree import CompactTree, PromptLength
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.policy import AdmissionPolicy
 from blendserve.core.sched.prefix_tree import TreeRequest

@@ -2,7 +2,7 @@
 one runtime.
 
 Requests go to the gateway's POST /generate with an `X-SMG-Routing-Key` header: the lane the request's
-subtree is pinned to (core/dispatch/affinity.py). smg's consistent_hashing policy (model_gateway/src/policies/
+subtree is pinned to (core/sched/affinity.py). smg's consistent_hashing policy (model_gateway/src/policies/
 consistent_hashing.rs, worker/hash_ring.rs) sends a key to the first healthy worker at or after the key's point
 on a blake3 ring of the worker URLs; the dispatcher replays that ring (smg_ring.py) and mints one key per
 worker whose ring successor is that worker, so each lane is bound to its own worker (workers.py). smg's /generate

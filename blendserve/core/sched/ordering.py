@@ -56,8 +56,8 @@ def plan_splits_steps(tree: PrefixTree, plan: SplitPlan, budget_fraction: float 
         node = stack.pop()
         children = list(node.children.values())
         # the children's mem at/above and below the target; int 0 + float, as sum() adds
-        hi_mem: float = 0
-        lo_mem: float = 0
+        hi_mem = 0.0
+        lo_mem = 0.0
         has_hi = has_lo = False
         for start in range(0, len(children), STEP_ITEMS):  # a node of 600k children is many steps, not one
             chunk = children if len(children) <= STEP_ITEMS else children[start : start + STEP_ITEMS]

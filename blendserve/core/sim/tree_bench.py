@@ -13,6 +13,7 @@ import argparse
 import time
 from collections.abc import Callable
 
+from blendserve import native
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sim.suites import PAPER
 from blendserve.core.sim.workloads import TokenPool, generate
@@ -70,12 +71,13 @@ def run_tree_bench(args: argparse.Namespace) -> int:
     unique_tokens = sum(n.edge_len() for n in _nodes(tree) if n.key is not None)
     upkeep, calls, results = Clock(), Clock(), Clock()  # layout + re-estimation work; next_batch; observe + done
     critical = Clock()  # the critical-path heap: mostly filing re-estimated lines again (a slice per call)
-    policy._critical = critical.wrap(policy._critical)  # type: ignore[method-assign]
-    scanner.rebuild = upkeep.wrap(scanner.rebuild)  # type: ignore[method-assign]
-    policy.reestimates.advance = upkeep.wrap(policy.reestimates.advance)  # type: ignore[method-assign]
-    policy.reestimates.push = upkeep.wrap(policy.reestimates.push)  # type: ignore[method-assign]
     advance = LayoutJob.advance
-    LayoutJob.advance = upkeep.wrap(advance)  # type: ignore[method-assign]
+    if not native.COMPILED:  # compiled methods cannot be wrapped: the breakdown is the source build's alone
+        policy._critical = critical.wrap(policy._critical)  # type: ignore[method-assign]
+        scanner.rebuild = upkeep.wrap(scanner.rebuild)  # type: ignore[method-assign]
+        policy.reestimates.advance = upkeep.wrap(policy.reestimates.advance)  # type: ignore[method-assign]
+        policy.reestimates.push = upkeep.wrap(policy.reestimates.push)  # type: ignore[method-assign]
+        LayoutJob.advance = upkeep.wrap(advance)  # type: ignore[method-assign]
     layouts0, budget = scanner.layouts, perf.kv_capacity_tokens
     next_batch, finish = calls.wrap(policy.next_batch), results.wrap(_finish)
     lengths = {r.rid: r.output_len for r in requests}  # each line reports its trace's true output length
@@ -92,10 +94,12 @@ def run_tree_bench(args: argparse.Namespace) -> int:
             window, window_cpu = time.perf_counter() - t3, time.process_time() - c3
             window_upkeep, first = upkeep.wall, admitted
     t4, c4 = time.perf_counter(), time.process_time()
-    LayoutJob.advance = advance  # type: ignore[method-assign]
+    if not native.COMPILED:
+        LayoutJob.advance = advance  # type: ignore[method-assign]
     gc.enable()
     tree_bytes = max(0, rss1 - rss0)
     overhead = max(0, tree_bytes - 4 * unique_tokens)
+    print(f"scheduler build          : {'compiled (mypyc)' if native.COMPILED else 'Python source'}")
     print(f"requests                 : {len(requests)}")
     print(f"token ids (input arrays) : {token_bytes / 2**20:.0f} MiB")
     print("times                    : wall (process CPU)")
@@ -108,23 +112,32 @@ def run_tree_bench(args: argparse.Namespace) -> int:
     per, per_cpu = (t4 - t3) / n * 1e6, (c4 - c3) / n * 1e6
     print(f"policy per admitted req  : {per:.1f} us ({per_cpu:.1f} us CPU) over {admitted} admitted, incl. observe,")
     print("                           done and upkeep   (target <= 20 us)")
-    print(f"  of which upkeep        : {upkeep.wall / n * 1e6:.1f} us ({upkeep.cpu / n * 1e6:.1f} us CPU): relayouts")
-    print(f"                           ({scanner.layouts - layouts0} installed) and job re-estimations, in slices")
-    heap, heap_cpu = critical.wall / n * 1e6, critical.cpu / n * 1e6
-    print(f"  critical-path heap     : {heap:.1f} us ({heap_cpu:.1f} us CPU): mostly filing")
-    print("                           re-estimated lines again, a slice per call")
-    bare, bare_cpu = (t4 - t3 - upkeep.wall) / n * 1e6, (c4 - c3 - upkeep.cpu) / n * 1e6
-    print(f"  without upkeep         : {bare:.1f} us ({bare_cpu:.1f} us CPU)")
+    if native.COMPILED:
+        print(f"  relayouts installed    : {scanner.layouts - layouts0} (the breakdown needs the source build:")
+        print("                           scripts/build_native.py --clean)")
+    else:
+        _print_breakdown(upkeep, critical, scanner.layouts - layouts0, (t4 - t3, c4 - c3), n)
     if window:
         per_first, cpu_first = window / first * 1e6, window_cpu / first * 1e6
-        print(f"  first {first} admitted : {per_first:.1f} us ({cpu_first:.1f} us CPU), of which upkeep")
-        print(f"                           {window_upkeep / first * 1e6:.1f} us: the jobs' first results move their")
-        print("                           estimates off max_tokens")
+        print(f"  first {first} admitted : {per_first:.1f} us ({cpu_first:.1f} us CPU): the jobs' first results")
+        if not native.COMPILED:
+            print(f"                           (of which upkeep {window_upkeep / first * 1e6:.1f} us)")
+        print("                           move their estimates off max_tokens")
     print(f"longest single call      : next_batch {calls.longest * 1e3:.0f} ms ({calls.longest_cpu * 1e3:.0f} ms CPU),")
     print(f"                           observe+done of a batch {results.longest * 1e3:.0f} ms")
     print(f"                           ({results.longest_cpu * 1e3:.0f} ms CPU)   (target: none over ~50 ms)")
     print(f"process CPU, whole bench : {time.process_time():.1f} s")
     return 0
+
+
+def _print_breakdown(upkeep: Clock, critical: Clock, layouts: int, spent: tuple[float, float], n: int) -> None:
+    print(f"  of which upkeep        : {upkeep.wall / n * 1e6:.1f} us ({upkeep.cpu / n * 1e6:.1f} us CPU): relayouts")
+    print(f"                           ({layouts} installed) and job re-estimations, in slices")
+    heap, heap_cpu = critical.wall / n * 1e6, critical.cpu / n * 1e6
+    print(f"  critical-path heap     : {heap:.1f} us ({heap_cpu:.1f} us CPU): mostly filing")
+    print("                           re-estimated lines again, a slice per call")
+    bare, bare_cpu = (spent[0] - upkeep.wall) / n * 1e6, (spent[1] - upkeep.cpu) / n * 1e6
+    print(f"  without upkeep         : {bare:.1f} us ({bare_cpu:.1f} us CPU)")
 
 
 def _finish(policy, picked, lengths) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from array import array
 
+from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.prefix_tree import Node, PrefixTree, TreeRequest
 
 
@@ -27,20 +28,20 @@ class PromptLength:
 
 def path_tokens(node: Node) -> array:
     """The tokens from the root to the end of node's edge."""
-    parts = []
+    parts: list[array] = []
     probe: Node | None = node
     while probe is not None and probe.parent is not None:
         parts.append(probe.edge())
         probe = probe.parent
     out = array("i")
-    for part in reversed(parts):
+    for part in parts[::-1]:
         out.extend(part)
     return out
 
 
 class CompactTree(PrefixTree):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, perf: PerfModel) -> None:
+        super().__init__(perf)
         self._lengths: dict[int, PromptLength] = {}  # one stand-in per distinct length, shared
 
     def insert(self, req: TreeRequest) -> None:

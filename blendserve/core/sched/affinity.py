@@ -203,6 +203,7 @@ class LaneScanners:
         self.order: list[TreeRequest] = []  # the global order the cuts came from (pending_order())
         self.arrivals = ArrivalLog()
         self.layouts = 0  # layouts installed (the bench reports them)
+        self.whole_layouts = 0  # of a tree with lines, each at once: the first, then only below layout_at_once
         self._job: LaneLayoutJob | None = None
         self._built_at = -1
         self._stale = True
@@ -235,6 +236,7 @@ class LaneScanners:
         job = LaneLayoutJob(self.tree, self.lanes, self.part.pins)
         job.advance(None)
         self._install(job)
+        self.whole_layouts += len(self.tree) > 0
 
     def _refresh(self, lane: Lane) -> None:
         if not self._stale and self._built_at == self.tree.inserts:
