@@ -119,10 +119,9 @@ def run_tree_bench(args: argparse.Namespace) -> int:
         _print_breakdown(upkeep, critical, scanner.layouts - layouts0, (t4 - t3, c4 - c3), n)
     if window:
         per_first, cpu_first = window / first * 1e6, window_cpu / first * 1e6
-        print(f"  first {first} admitted : {per_first:.1f} us ({cpu_first:.1f} us CPU): the jobs' first results")
-        if not native.COMPILED:
-            print(f"                           (of which upkeep {window_upkeep / first * 1e6:.1f} us)")
-        print("                           move their estimates off max_tokens")
+        of_which = "" if native.COMPILED else f", of which upkeep {window_upkeep / first * 1e6:.1f} us"
+        print(f"  first {first} admitted : {per_first:.1f} us ({cpu_first:.1f} us CPU){of_which}:")
+        print("                           the jobs' first results move their estimates off max_tokens")
     print(f"longest single call      : next_batch {calls.longest * 1e3:.0f} ms ({calls.longest_cpu * 1e3:.0f} ms CPU),")
     print(f"                           observe+done of a batch {results.longest * 1e3:.0f} ms")
     print(f"                           ({results.longest_cpu * 1e3:.0f} ms CPU)   (target: none over ~50 ms)")
