@@ -165,3 +165,5 @@ def test_the_pending_set_reports_the_cap_the_dispatcher_paces_at():
     policy.add("short", array("i", [3, 4]), 100, known_output=100)
     assert pending.pacing_cap() == RIDGE  # 1.2 x 30,100 tokens / 30,000 steps is below the ridge
     assert PendingSet(PERF, pace=False).pacing_cap() == float("inf")
+    pending.set_lanes(["w0", "w1"])  # many workers: the lanes take the lines, unpaced, and the gauge says so
+    assert pending.pacing_cap() == float("inf")

@@ -96,8 +96,11 @@ class PendingSet:
         return self.policy.inflight_kv
 
     def pacing_cap(self) -> float:
-        """Lines decode pacing allows in flight now (core/sched/pacing.py); inf when pacing is off or there is no
-        long generation to pace against. Approximate: the longest pending estimate may be a line already taken."""
+        """Lines decode pacing allows in flight now (core/sched/pacing.py); inf when pacing is off, when lanes (many
+        workers) take the lines (they are not paced), or when there is no long generation to pace against.
+        Approximate: the longest pending estimate may be a line already taken."""
+        if self.lanes is not None and self.lanes.lanes:
+            return float("inf")
         return self.policy.pacer.cap(self.tree.root.d_sum, self.policy.longest.top())
 
     def next_wave(self, room: int, kv_capacity: float) -> list[tuple[Entry, Side]]:
