@@ -139,7 +139,7 @@ class StateCollector(Collector):
         )
         yield GaugeMetricFamily(
             "blendserve_pacing_cap_lines",
-            "Lines decode pacing allows in flight while a long generation runs (+Inf: not pacing).",
+            "Lines decode pacing allows in flight while a long generation runs (+Inf: not pacing, or lanes).",
             value=d.pending.pacing_cap(),
         )
         yield from self._workers(d, planner)
