@@ -4,7 +4,7 @@
 #   docker build -t blendserve .
 #   docker run -p 8000:8000 -v blendserve-data:/data blendserve
 # Not built in CI: no Docker engine runs on the CI machines. GPU + SGLang + Postgres: see compose.yaml.
-# The scheduler runs as Python source here (scripts/build_native.py compiles it where a C compiler is: ~2x per admission).
+# The scheduler runs as Python source here (scripts/build_native.py compiles it where a C compiler is: ~1.6x per admission).
 
 # ---- stage 1: build every wheel the server needs -------------------------------------------------------
 FROM python:3.11-slim AS wheels
