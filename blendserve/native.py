@@ -69,4 +69,13 @@ def activate(package: str = PACKAGE, package_dir: Path = PACKAGE_DIR) -> bool:
     return False
 
 
+def describe(compiled: bool, package_dir: Path = PACKAGE_DIR) -> str:
+    """Which build runs, for the server's start-up log."""
+    if compiled:
+        return "compiled (mypyc)"
+    if compiled_modules(package_dir):
+        return "Python source: its compiled build is stale (scripts/build_native.py builds it again)"
+    return "Python source (scripts/build_native.py compiles it, where a C compiler is)"
+
+
 COMPILED = activate()  # which build of blendserve.core.sched this process runs

@@ -64,10 +64,13 @@ def test_a_current_build_is_used(importable):
 
 def test_no_extension_means_the_sources_and_no_finder(importable):
     package_dir = _package(importable, "fakepkg_plain")
+    assert "stale" in native.describe(False, package_dir)
     (package_dir / f"mod{EXTENSION_SUFFIXES[0]}").unlink()
     finders = len(sys.meta_path)
     assert native.activate("fakepkg_plain", package_dir) is False
     assert len(sys.meta_path) == finders
+    assert native.describe(False, package_dir).startswith("Python source (scripts/build_native.py compiles it")
+    assert native.describe(True, package_dir) == "compiled (mypyc)"
 
 
 def test_this_process_runs_the_build_it_reports():

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
-from blendserve import __version__
+from blendserve import __version__, native
 from blendserve.api import dashboard, errors, routes_batches, routes_files, routes_misc, routes_webhooks
 from blendserve.api.deps import OPEN_OWNER, AppContext, SharedNames, owner_for_key
 from blendserve.api.middleware import RequestContextMiddleware
@@ -102,6 +102,7 @@ def prepare_database(settings: Settings) -> None:
 
 
 def _build_context(settings: Settings, metrics: ServerMetrics) -> AppContext:
+    log.info("scheduler: %s", native.describe(native.COMPILED))
     if not settings.api_keys:
         log.warning("No API keys configured (BLENDSERVE_API_KEYS): the server is OPEN to anyone who can reach it.")
     lock = settings.worker_lock_file
