@@ -19,7 +19,7 @@ from blendserve.core.sched.arrivals import ArrivalLog, without_late
 from blendserve.core.sched.layout_job import LayoutJob
 from blendserve.core.sched.ordering import STEP_ITEMS, blend_order, plan_splits
 from blendserve.core.sched.prefix_tree import Node, PrefixTree, TreeRequest
-from blendserve.core.sched.scanner import DualScanner, Side
+from blendserve.core.sched.scanner import DualScanner, Side, free_retired
 
 STICKY_SLACK = 1.25
 MAX_PIECES_PER_LANE = 16
@@ -192,9 +192,7 @@ class LaneScanners:
     in `arrivals` (the admission policy feeds it; pending.py) for pending_order()."""
 
     def __init__(self, tree: PrefixTree, layout_slice: int | None = None, layout_at_once: int = 0) -> None:
-        self.tree = tree
-        self.layout_slice = layout_slice
-        self.layout_at_once = layout_at_once
+        self.tree, self.layout_slice, self.layout_at_once = tree, layout_slice, layout_at_once
         self.lanes: list[Lane] = []
         self.scanners: dict[Lane, LaneScanner] = {}
         self.inflight: dict[Lane, dict[Side, float]] = {}
@@ -205,6 +203,7 @@ class LaneScanners:
         self.layouts = 0  # layouts installed (the bench reports them)
         self.whole_layouts = 0  # of a tree with lines, each at once: the first, then only below layout_at_once
         self._job: LaneLayoutJob | None = None
+        self._retired: list[list[TreeRequest]] = []  # replaced orders and cuts, let go of a slice per call
         self._built_at = -1
         self._stale = True
 
@@ -239,6 +238,8 @@ class LaneScanners:
         self.whole_layouts += len(self.tree) > 0
 
     def _refresh(self, lane: Lane) -> None:
+        if self._retired:
+            free_retired(self._retired, 8 * (self.layout_slice or 0))
         if not self._stale and self._built_at == self.tree.inserts:
             return
         if not self.sliced() or all(self.scanners[ln].cut_size < 0 for ln in self.lanes):
@@ -255,6 +256,8 @@ class LaneScanners:
             self._install(job)
 
     def _install(self, job: LaneLayoutJob) -> None:
+        if self.layout_slice is not None:  # the replaced lists' last references: freed in slices (40 ms at 1M)
+            self._retired += [self.order, *(self.scanners[lane].order for lane in self.lanes)]
         self.part, self.order = job.part, job.order
         for lane in self.lanes:
             self.scanners[lane].take_order(job.orders[lane], job.started_at)
