@@ -14,6 +14,7 @@ from blendserve.core.sched.compact_tree import CompactTree, PromptLength
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.policy import AdmissionPolicy
 from blendserve.core.sched.prefix_tree import TreeRequest
+from blendserve.core.sched.scanner import RIGHT
 
 
 def jobs_tree(jobs: int = 6, per_job: int = 30, seed: int = 1) -> tuple[CompactTree, dict[int, list[int]]]:
@@ -234,3 +235,55 @@ def test_replaced_lane_orders_are_let_go_of_a_slice_per_call():
     assert not any(old) and calls >= 2 * 180 // 80  # emptied in place, 8 x layout_slice references a call
     assert not lanes._retired
     assert sum(len(s.order) for s in lanes.scanners.values()) == 181 and len(lanes.order) == 181
+
+
+def _two_jobs(long_line: bool = True):
+    from blendserve.core.dispatch.pending import PendingSet
+    from blendserve.core.runtime.base import SamplingParams
+    from blendserve.store.dispatch_queries import PendingRow
+
+    pending = PendingSet(PerfModel.preset())
+    for job in (1, 2):
+        for i in range(40):
+            row = PendingRow(100 * job + i, f"batch_{job}", "", "/v1/chat/completions", 0)
+            pending.add(row, [7, job] * 50 + [100 * job + i, i], SamplingParams(max_new_tokens=16))
+    pending.set_lanes(["a", "b"])
+
+    def add_long_line() -> None:  # ~150 s of weight reads alone: more than all the rest of the work
+        row = PendingRow(999, "batch_2", "", "/v1/chat/completions", 0)
+        pending.add(row, [7, 2] * 50 + [999, 0], SamplingParams(max_new_tokens=30_000))
+
+    if long_line:
+        add_long_line()
+    return pending, add_long_line
+
+
+def test_a_long_line_arriving_starts_at_once_on_its_own_lane():
+    """Many workers at scale: a line that arrives waits for the sliced lane layout (seconds at 1M lines) before
+    any lane's cut holds it. On the critical path it starts at once, on the lane its subtree is pinned to (the
+    other lane's waves leave it), as next_batch does for one worker."""
+    pending, add_long_line = _two_jobs(long_line=False)
+    pending.next_lane_wave("a", 0, 1e9)  # the first lane layout, whole: subtrees pinned
+    lanes = pending.lanes
+    assert lanes is not None
+    lanes.layout_slice, lanes.layout_at_once = 10, 0  # from here on layouts go in slices, as at scale
+    add_long_line()
+    own = lanes.pinned_lane(pending.policy.pending[999])
+    other = "b" if own == "a" else "a"
+    assert own in ("a", "b")
+    assert 999 not in [e.row.id for e, _ in pending.next_lane_wave(other, 4, 1e9)]
+    wave = pending.next_lane_wave(own, 4, 1e9)
+    assert [e.row.id for e, _ in wave][0] == 999 and wave[0][1] == RIGHT and len(wave) == 4
+    assert all(r.key != 999 for r in lanes.order)  # the layout that takes it in is still going on
+    pending.policy.check_integrity()
+
+
+def test_lanes_leave_no_stale_entries_in_the_critical_path_queue():
+    """Every line added is filed in the queue; with lanes the critical path walk is what drops them once taken
+    (before it ran for lanes, the queue kept every line ever dispatched, prompt included)."""
+    pending, _ = _two_jobs()
+    lanes = ["a", "b"]
+    for turn in range(200):
+        for entry, _ in pending.next_lane_wave(lanes[turn % 2], 8, 1e9):
+            pending.finished(entry)
+    assert len(pending) == 0 and len(pending.policy.longest) == 0

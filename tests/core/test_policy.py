@@ -171,7 +171,7 @@ def test_stale_entries_of_the_critical_path_heap_are_dropped_a_bounded_number_pe
     calls, taken = 0, []
     while not taken:
         before = len(policy.longest)
-        taken = policy._critical(3)
+        taken = policy.critical_path(3)
         calls += 1
         assert before - len(policy.longest) <= 10
     assert [req.key for req, _ in taken] == ["long"] and calls == 5  # 45 stale entries, 10 a call, then "long"
@@ -182,7 +182,7 @@ def test_short_requests_are_left_to_the_blend():
     policy = AdmissionPolicy(PERF, probe=0)
     for i in range(300):
         policy.add(i, [1] * 400 + [i, i + 7], max_tokens=200, known_output=200)
-    assert policy._critical(10) == []  # no single request outlasts the rest of the work
+    assert policy.critical_path(10) == []  # no single request outlasts the rest of the work
 
 
 def test_running_lines_of_a_job_bound_its_estimate_from_below():

@@ -146,9 +146,15 @@ class PendingSet:
         return [(cast(Entry, treq.payload), self.lanes.lane_for_removed(treq)) for treq in picks]
 
     def next_lane_wave(self, lane: Hashable, room: int, kv_capacity: float) -> list[tuple[Entry, Side]]:
-        """Up to `room` lines for one lane, from its own dual scanner; they leave the tree like next_wave's."""
-        assert self.lanes is not None
-        picked = self.lanes.next_requests(lane, kv_capacity, room)
+        """Up to `room` lines for one lane, from its own dual scanner; they leave the tree like next_wave's. First
+        the lane's lines on the critical path (policy.py), each engine holding its share of the pending work."""
+        lanes = self.lanes
+        assert lanes is not None
+        share = 1.0 / max(1, len(lanes.lanes))
+        picked = self.policy.critical_path(
+            room, share, lanes.scanners[lane], lambda treq: lanes.pinned_lane(treq) in (lane, None)
+        )
+        picked += lanes.next_requests(lane, kv_capacity, room - len(picked))
         out = []
         for treq, side in picked:
             self.policy.mark_taken(treq, side)

@@ -276,6 +276,11 @@ class LaneScanners:
             return list(self.order)
         return without_late(self.order, self.arrivals.since(self._built_at))
 
+    def pinned_lane(self, req: TreeRequest) -> Lane | None:
+        """The lane a pending line's subtree is pinned to; None when it is no current lane's (arrived since)."""
+        lane = self.part.lane_of(req.node)
+        return lane if lane in self.scanners and lane in self.lanes else None
+
     def lane_for_removed(self, req: TreeRequest) -> Lane:
         """Lane of a request already out of the tree (a §5.4 sample): by where its prefix still is."""
         lane = self.part.lane_of(self.tree.locate(req.tokens), own=False)

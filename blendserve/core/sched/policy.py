@@ -1,21 +1,20 @@
 """The admission policy: what runs next, for the live dispatcher and the simulator alike. Pure (stdlib only).
 
-Every pending request sits in one global PrefixTree. A DualScanner walks the tree's blend order from both ends
-with the rate blend (scanner.py): depth-first on each side, so shared prefixes stay hot in the runtime's radix
-cache, and the per-step compute and memory rates of what is in flight keep the workload's density.
-Output lengths are learned (estimates.py): a request's batch job first (its lines are alike; its running lines
-count as lower bounds, so short lines finishing first do not bias it low), then its subtree,
-then max_tokens; re-estimated online as lines finish (a job's pending lines when its sample count reaches a power
-of two and its mean moved by more than 10%), and the order is laid out again when they were. A job seen for the
-first time is probed: its first `probe` lines, all from one subtree (one prefix prefill), run ahead of the
-order, so its estimate is known long before the cursors reach most of its lines (no up-front sample: SCHEDULER.md).
-A job that arrives later joins the same tree and blend (the order is laid out again).
+Every pending request sits in one global PrefixTree. A DualScanner walks the tree's blend order from both ends with
+the rate blend (scanner.py): depth-first on each side, so shared prefixes stay hot in the runtime's radix cache, and
+the per-step compute and memory rates of what is in flight keep the workload's density.
+Output lengths are learned (estimates.py): a request's batch job first (its lines are alike; its running lines count
+as lower bounds, so short lines finishing first do not bias it low), then its subtree, then max_tokens; re-estimated
+online as lines finish (a job's pending lines when its sample count reaches a power of two and its mean moved by
+more than 10%), and the order is laid out again when they were. A job seen for the first time is probed: its first
+`probe` lines, all from one subtree (one prefix prefill), run ahead of the order, so its estimate is known long
+before the cursors reach most of its lines (no up-front sample: SCHEDULER.md). A job that arrives later joins the
+same tree and blend (the order is laid out again).
 Critical path: a pending request whose own decode time (estimated length x one weight read per step, the least a
-step can cost) reaches the pending work's time (max of its compute and memory time) starts now, whatever the
-blend says: the schedule cannot end before it does, and a long generation started late is a tail of near-empty,
-weight-bound steps.
-Pacing (pacing.py; `pace`, for engines that run a step's operators in sequence): while a long generation runs,
-the other lines spread over its decode steps; the critical path's own lines are never held back.
+step can cost) reaches the pending work's time (max of its compute and memory time) starts now, whatever the blend
+says: the schedule cannot end before it does, and a long generation started late is a tail of weight-bound steps.
+Pacing (pacing.py; `pace`, for engines that run a step's operators in sequence): while a long generation runs, the
+other lines spread over its decode steps; the critical path's own lines are never held back.
 At scale, layouts and a job's re-estimation are done a slice per next_batch call (layout_job.py, reestimation.py):
 no call lays out or re-estimates a million lines at once; below one slice they are done at once.
 
@@ -32,6 +31,7 @@ Contract (not thread-safe: the caller serialises calls; nothing here blocks, sle
       or requeue(). `kv_budget` is the runtime's KV capacity in tokens; the footprints of what is in flight
       count against it. [] when nothing is pending or there is no room; with nothing in flight at least one
       request comes back, however large.
+  critical_path(limit, share=1.0, scanner=None, accept=None): what next_batch (or a lane) starts first.
   observe(key, output_tokens) -> bool
       The request finished with this many output tokens: its job and subtree learn, and its share of the
       blend becomes the truth. Call before done(). False (and nothing learned) for an unknown key.
@@ -45,7 +45,7 @@ Contract (not thread-safe: the caller serialises calls; nothing here blocks, sle
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from blendserve.core.sched.arrivals import ArrivalLog
 from blendserve.core.sched.longest import LongestFirst
@@ -157,7 +157,7 @@ class AdmissionPolicy:
             self.reestimates.advance()
             if not self.reestimates.waiting:  # every queued job's lines carry its new estimate: lay out again
                 self.scanner.invalidate()
-        picked: list[tuple[TreeRequest, Side]] = self._critical(limit)
+        picked: list[tuple[TreeRequest, Side]] = self.critical_path(limit)
         limit = min(limit, len(picked) + self._paced_room(picked))
         while self.to_probe and len(picked) < limit:
             picked += self._probe(self.to_probe.pop(0), limit - len(picked))
@@ -170,15 +170,23 @@ class AdmissionPolicy:
         return picked
 
     def _paced_room(self, critical: list[tuple[TreeRequest, Side]]) -> int:
-        longest = self.longest.top()  # after _critical(): a pending line's, mostly
+        longest = self.longest.top()  # after critical_path(): a pending line's, mostly
         root = self.tree.root
         per_line = root.tok / root.n if root.n else 0.0  # new prompt tokens a line brings, shared prefixes once
         return self.pacer.room(len(self.inflight), [r.d_est for r, _ in critical], root.d_sum, longest, per_line)
 
-    def _critical(self, limit: int) -> list[tuple[TreeRequest, Side]]:
-        """Pending requests on the critical path (module docstring), longest first."""
+    def critical_path(
+        self,
+        limit: int,
+        share: float = 1.0,
+        scanner: DualScanner | None = None,
+        accept: Callable[[TreeRequest], bool] | None = None,
+    ) -> list[tuple[TreeRequest, Side]]:
+        """Pending requests on the critical path (module docstring), longest first, taken by `scanner` (default:
+        the policy's). Lanes (many workers): an engine has `share` of the work, and a line refused by `accept` (not
+        this lane's) stops the walk: its lane takes it when it asks. Drops stale entries on the way."""
         root = self.tree.root
-        remaining = max(self.tree.comp(root), root.mem)
+        remaining = share * max(self.tree.comp(root), root.mem)
         taken: list[tuple[TreeRequest, Side]] = []
         work = 0  # stale entries dropped and lines filed again: at most REFILE_SLICE per call (amortised)
         while self.longest and len(taken) < limit and work < REFILE_SLICE:
@@ -194,10 +202,10 @@ class AdmissionPolicy:
                 self.longest.push(req.d_est, req)
                 work += 1
                 continue
-            if req.d_est * self.step_floor < remaining:
+            if req.d_est * self.step_floor < remaining or (accept is not None and not accept(req)):
                 break
             self.longest.pop()
-            self.scanner.take_out_of_order(req)
+            (scanner if scanner is not None else self.scanner).take_out_of_order(req)
             self._forget_pending(req)
             taken.append((req, RIGHT))
         return taken

@@ -73,7 +73,7 @@ def run_tree_bench(args: argparse.Namespace) -> int:
     critical = Clock()  # the critical-path heap: mostly filing re-estimated lines again (a slice per call)
     advance = LayoutJob.advance
     if not native.COMPILED:  # compiled methods cannot be wrapped: the breakdown is the source build's alone
-        policy._critical = critical.wrap(policy._critical)  # type: ignore[method-assign]
+        policy.critical_path = critical.wrap(policy.critical_path)  # type: ignore[method-assign]
         scanner.rebuild = upkeep.wrap(scanner.rebuild)  # type: ignore[method-assign]
         policy.reestimates.advance = upkeep.wrap(policy.reestimates.advance)  # type: ignore[method-assign]
         policy.reestimates.push = upkeep.wrap(policy.reestimates.push)  # type: ignore[method-assign]
