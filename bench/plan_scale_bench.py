@@ -24,9 +24,9 @@ from operator import attrgetter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from blendserve.core.sched.affinity import LaneScanners  # noqa: E402
 from blendserve.core.sched.compact_tree import CompactTree  # noqa: E402
 from blendserve.core.sched.eta import forecast  # noqa: E402
+from blendserve.core.sched.lanes import LaneScanners  # noqa: E402
 from blendserve.core.sched.perf_model import PerfModel  # noqa: E402
 from blendserve.core.sched.policy import LAYOUT_AT_ONCE, LAYOUT_SLICE, AdmissionPolicy  # noqa: E402
 from blendserve.core.sim.suites import PAPER  # noqa: E402

@@ -1,4 +1,4 @@
-"""Subtree affinity (core/sched/affinity.py), the compact pending tree and the gateway runtime's pure helpers."""
+"""Subtree affinity and lanes (core/sched/affinity.py, lanes.py), the compact tree and the gateway's pure helpers."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blendserve.core.runtime.gateway import single_bodies, split_dp_rank
-from blendserve.core.sched.affinity import LaneScanners, cut_by_lane, plan
+from blendserve.core.sched.affinity import cut_by_lane, plan
 from blendserve.core.sched.compact_tree import CompactTree, PromptLength
+from blendserve.core.sched.lanes import LaneScanners
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.policy import AdmissionPolicy
 from blendserve.core.sched.prefix_tree import TreeRequest

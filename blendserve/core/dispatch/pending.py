@@ -3,7 +3,7 @@
 What runs next is decided by core.sched.policy.AdmissionPolicy, the same code the simulator's `blendserve`
 policy runs (cumulative blend, job-level output-length learning, probes of new jobs, critical path): a simulated
 figure is a figure of this code. The policy's tree is a CompactTree (each prompt token held once). With many
-workers, per-lane scanners over the same tree take the lines instead (affinity.py). No I/O: the loader fills
+workers, per-lane scanners over the same tree take the lines instead (lanes.py). No I/O: the loader fills
 it, the loop asks it for waves, the line runner reports back when a line finishes."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import cast
 
 from blendserve.core.runtime.base import EmbedParams, SamplingParams
-from blendserve.core.sched.affinity import LaneScanners
 from blendserve.core.sched.compact_tree import CompactTree, PromptLength
+from blendserve.core.sched.lanes import LaneScanners
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.policy import AdmissionPolicy
 from blendserve.core.sched.prefix_tree import TreeRequest
@@ -58,7 +58,7 @@ class PendingSet:
         self.entries: dict[int, Entry] = {}  # pending and in flight, by row id
         self.by_batch: dict[str, set[int]] = {}
         self._arrived: list[TreeRequest] = []  # many workers: lines that arrived, to sample each new group (§5.4)
-        self.lanes: LaneScanners | None = None  # many workers: one scanner per lane (affinity.py)
+        self.lanes: LaneScanners | None = None  # many workers: one scanner per lane (lanes.py)
         self._params: dict[SamplingParams | EmbedParams, SamplingParams | EmbedParams] = {}
 
     def __len__(self) -> int:

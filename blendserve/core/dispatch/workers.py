@@ -1,5 +1,5 @@
 """The workers behind the gateway as the dispatcher sees them: one lane (a routing key) per healthy worker,
-each lane with its own window (in-flight cap and KV budget) fed by its own scanner (affinity.py).
+each lane with its own window (in-flight cap and KV budget) fed by its own scanner (lanes.py).
 
 Each lane's key is minted for its worker on smg's consistent-hash ring (runtime/smg_ring.py; smg launched
 with `--policy consistent_hashing`), so lane i IS worker i: no two lanes share a worker, and each lane's KV
