@@ -53,6 +53,7 @@ from blendserve.core.sched.pacing import DecodePacer, Unpaced, ridge_lines
 from blendserve.core.sched.perf_model import PerfModel
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
 from blendserve.core.sched.reestimation import ReestimateQueue
+from blendserve.core.sched.sampling import probe_lines
 from blendserve.core.sched.scanner import DEFAULT_BLEND, LEFT, RIGHT, DualScanner, Side
 
 RELAYOUT_CHANGE = 0.1  # a job's estimate moving by more than this fraction lays the order out again
@@ -212,24 +213,11 @@ class AdmissionPolicy:
 
     def _probe(self, group: object, limit: int) -> list[tuple[TreeRequest, Side]]:
         """A new job's first lines, from one subtree so its prefix is prefilled once for all of them."""
-        members = self.jobs.get(group)
-        if not members:
-            return []
-        first = next(iter(members))
-        node = first.node
-        assert node is not None  # pending: in the tree
-        # its parent's subtree (siblings share its prefix); its own when it is the root (empty prompt) or a child
-        anchor = node.parent if node.parent is not None and node.parent is not self.tree.root else node
-        taken: list[tuple[TreeRequest, Side]] = []
-        for req in self.tree.iter_subtree(anchor):
-            if req.group == group:
-                taken.append((req, LEFT))
-                if len(taken) >= min(limit, self.probe):
-                    break
-        for req, _ in taken:
+        taken = probe_lines(self.tree, self.jobs.get(group, {}), group, min(limit, self.probe))
+        for req in taken:
             self.scanner.take_out_of_order(req)
             self._forget_pending(req)
-        return taken
+        return [(req, LEFT) for req in taken]
 
     def mark_taken(self, req: TreeRequest, side: Side, new_round: bool = True) -> None:
         """A pending request that another scanner over this tree took out of it (many workers: one scanner per

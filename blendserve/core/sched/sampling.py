@@ -1,10 +1,11 @@
 """Stratified sampling (BlendServe paper §5.4): a few requests of every shared-prefix group run first, so output
 lengths are learned before the order matters. Pure. The single-worker policy probes each new job instead
-(policy.py); many workers (core/dispatch/pending.py) and the first build's policy (sim `blendserve-v1`) sample."""
+(probe_lines, policy.py); many workers (core/dispatch/pending.py) and the first build's policy (sim `blendserve-v1`)
+sample."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from blendserve.core.sched.ordering import footprint
 from blendserve.core.sched.prefix_tree import PrefixTree, TreeRequest
@@ -42,3 +43,22 @@ def sample_requests(
         req.footprint = footprint(req)
         tree.remove(req)
     return picks
+
+
+def probe_lines(tree: PrefixTree, members: Mapping[TreeRequest, None], group: object, count: int) -> list[TreeRequest]:
+    """A new job's first `count` lines to run ahead of the order (at least one when it has any), all from one
+    subtree so its prefix is prefilled once for all of them: the subtree of its first pending line's parent
+    (siblings share its prefix), or the line's own node's when that is the root (empty prompt) or a child of it.
+    `members`: the job's pending lines in arrival order. They stay in the tree (the caller takes them out)."""
+    if not members:
+        return []
+    node = next(iter(members)).node
+    assert node is not None  # pending: in the tree
+    anchor = node.parent if node.parent is not None and node.parent is not tree.root else node
+    picked: list[TreeRequest] = []
+    for req in tree.iter_subtree(anchor):
+        if req.group == group:
+            picked.append(req)
+            if len(picked) >= count:
+                break
+    return picked
